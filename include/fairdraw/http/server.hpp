@@ -1,0 +1,82 @@
+// The HTTP/1.1 server: an Asio io_context thread pool, one Beast session per
+// connection. It moves bytes and enforces transport limits; everything else is
+// the Handler's. Keep-alive and pipelining (answered in order, one request at a
+// time per connection), read/idle timeouts, header and body limits, a
+// connection limit, graceful shutdown.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "fairdraw/http/message.hpp"
+#include "fairdraw/result.hpp"
+
+namespace fairdraw::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;  // 0: pick a free port (tests)
+  unsigned threads = 0;       // 0: hardware concurrency
+  std::size_t max_connections = 20000;
+  std::size_t max_header_bytes = 8192;   // request line limit is the same: 414 / 431
+  std::size_t max_body_bytes = 16384;    // 413, answered from Content-Length
+  std::chrono::milliseconds read_timeout{10000};   // a request must arrive in full within this
+  std::chrono::milliseconds idle_timeout{60000};   // keep-alive connection with no request
+  std::chrono::milliseconds write_timeout{10000};
+  std::chrono::milliseconds shutdown_grace{10000}; // in-flight requests may finish within this
+};
+
+// Counters the server keeps; read by the metrics endpoint.
+struct ServerStats {
+  std::uint64_t open_connections = 0;
+  std::uint64_t accepted_connections = 0;
+  std::uint64_t refused_connections = 0;  // over max_connections
+  std::uint64_t read_timeouts = 0;
+  std::uint64_t idle_timeouts = 0;
+  std::uint64_t in_flight_requests = 0;
+  std::uint64_t bad_requests = 0;  // unparseable, answered 400 and closed
+};
+
+// Repeating job on the io_context's timers (the scheduler builds on this).
+class Timer {
+ public:
+  virtual ~Timer() = default;
+  virtual void cancel() = 0;
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, Handler handler);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds and listens. Error detail names the address.
+  Status listen();
+  std::uint16_t port() const;  // the bound port (after listen)
+
+  // Runs the io threads and blocks until shutdown completes. SIGTERM/SIGINT
+  // trigger shutdown(); `on_stopping` runs once, on shutdown's start.
+  void run(std::function<void()> on_stopping = {});
+  // Graceful: stop accepting, close idle connections, let in-flight requests
+  // finish (up to shutdown_grace), then stop the io threads. Thread-safe.
+  void shutdown();
+
+  // Runs fn on an io thread.
+  void post(std::function<void()> fn);
+  // Calls fn every period on an io thread until cancelled or shutdown.
+  std::shared_ptr<Timer> every(std::chrono::milliseconds period, std::function<void()> fn);
+
+  ServerStats stats() const;
+  unsigned thread_count() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace fairdraw::http
