@@ -42,6 +42,7 @@ class IdempotencyTable {
   };
 
   IdempotencyTable(std::size_t capacity, std::int64_t ttl_ms);
+  ~IdempotencyTable();  // out of line: Shard is complete only in idempotency.cpp
 
   Claim claim(std::string_view activity_id, std::string_view key, std::uint64_t fingerprint,
               std::int64_t now_ms);
@@ -65,6 +66,15 @@ class IdempotencyTable {
  private:
   // Implementation-defined: sharded map + ring; see idempotency.cpp.
   struct Shard;
+  Shard& shard_for(std::string_view scope_key) const;
+  // Ring helpers: the caller holds ring_mutex_ (lock order: ring_mutex_, then a shard's mutex).
+  bool push_locked(const std::shared_ptr<IdemEntry>& entry, std::int64_t now_ms);
+  std::size_t expire_locked(std::int64_t now_ms);
+  void pop_head_locked();
+  // Removes the entry from its shard unless it is Drawing; false if it is Drawing.
+  bool erase_unless_drawing(const std::shared_ptr<IdemEntry>& entry);
+  // Removes the entry from its shard if the shard still maps its key to it.
+  void erase_entry(const std::shared_ptr<IdemEntry>& entry);
   std::size_t capacity_;
   std::int64_t ttl_ms_;
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -1,0 +1,57 @@
+// Per-user draw quotas of one activity: a total count and a count for the
+// current local day, each taken by CAS so that concurrent draws of one user can
+// never pass the limit together. A refused draw takes nothing.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace fairdraw {
+
+class QuotaBook {
+ public:
+  QuotaBook();
+
+  struct Limits {
+    std::optional<std::int64_t> total;
+    std::optional<std::int64_t> per_day;
+  };
+
+  // Takes one draw for the user on local day `day`; false if a limit is reached.
+  bool take(std::string_view user_id, std::int64_t day, const Limits& limits);
+  // Gives back a draw taken on `day` (the draw was refused later on).
+  void give_back(std::string_view user_id, std::int64_t day);
+
+  // Recovery: totals, and counts for the current day.
+  void restore_total(std::string_view user_id, std::int64_t count);
+  void restore_day(std::string_view user_id, std::int64_t day, std::int64_t count);
+
+  std::int64_t total(std::string_view user_id) const;
+  std::int64_t on_day(std::string_view user_id, std::int64_t day) const;
+  std::size_t users() const;
+
+ private:
+  struct Counter {
+    std::atomic<std::int64_t> total{0};
+    // (day << 24) | count: one word, so a new day resets the count in the same CAS.
+    std::atomic<std::uint64_t> day_word{0};
+  };
+  struct Shard {
+    mutable std::mutex mutex;
+    std::unordered_map<std::string, std::unique_ptr<Counter>> users;
+  };
+  Counter& counter(std::string_view user_id);
+  const Counter* find(std::string_view user_id) const;
+
+  static constexpr std::size_t kShards = 64;
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace fairdraw

@@ -1,0 +1,435 @@
+// The endpoints. Each handler turns a Request into a Response (or, for a
+// draw, into a Store call whose completion responds); every refusal goes
+// through problem_response().
+#include "fairdraw/app/api.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <memory>
+
+#include "fairdraw/app/json_codec.hpp"
+#include "fairdraw/app/log.hpp"
+#include "fairdraw/app/problem.hpp"
+#include "fairdraw/app/router.hpp"
+#include "fairdraw/engine/ulid.hpp"
+
+namespace fairdraw::app {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kDefaultLimit = 100;
+constexpr std::size_t kMaxLimit = 1000;
+constexpr std::size_t kMaxUserIdBytes = 256;
+constexpr std::size_t kMaxKeyLength = 128;
+
+http::Response json_response(int status, const json& body) {
+  http::Response response;
+  response.status = status;
+  response.set_header("Content-Type", "application/json");
+  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return response;
+}
+
+Error bad_request(std::string detail) {
+  return make_error(ErrorKind::invalid_request, std::move(detail));
+}
+
+bool is_json_media_type(std::string_view content_type) {
+  const std::size_t semi = content_type.find(';');
+  std::string type(content_type.substr(0, semi));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return type == "application/json" ||
+         (type.rfind("application/", 0) == 0 && type.size() > 5 &&
+          type.compare(type.size() - 5, 5, "+json") == 0);
+}
+
+Result<json> parse_json_body(const http::Request& request) {
+  const auto content_type = request.header("content-type");
+  if (!content_type || !is_json_media_type(*content_type)) {
+    return make_error(ErrorKind::unsupported_media_type,
+                      "the body must be JSON (Content-Type: application/json)");
+  }
+  json body = json::parse(request.body, nullptr, false);
+  if (body.is_discarded()) return bad_request("the body is not valid JSON");
+  if (!body.is_object()) return bad_request("the body must be a JSON object");
+  return body;
+}
+
+Result<std::size_t> parse_limit(const http::Request& request) {
+  const auto value = request.query_param("limit");
+  if (!value) return kDefaultLimit;
+  std::size_t limit = 0;
+  const auto* end = value->data() + value->size();
+  auto [ptr, ec] = std::from_chars(value->data(), end, limit);
+  if (ec != std::errc() || ptr != end || limit < 1 || limit > kMaxLimit) {
+    return bad_request("limit: must be an integer between 1 and " + std::to_string(kMaxLimit));
+  }
+  return limit;
+}
+
+Result<std::int64_t> parse_int_param(const http::Request& request, std::string_view name,
+                                     std::int64_t fallback) {
+  const auto value = request.query_param(name);
+  if (!value) return fallback;
+  std::int64_t out = 0;
+  const auto* end = value->data() + value->size();
+  auto [ptr, ec] = std::from_chars(value->data(), end, out);
+  if (ec != std::errc() || ptr != end) {
+    return bad_request(std::string(name) + ": must be an integer");
+  }
+  return out;
+}
+
+bool is_visible_ascii(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x21 && c <= 0x7E; });
+}
+
+// A user id: 1..256 bytes, no control characters.
+bool is_valid_user_id(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxUserIdBytes &&
+         std::none_of(s.begin(), s.end(),
+                      [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; });
+}
+
+json page_json(json items, const std::optional<std::string>& next) {
+  return {{"items", std::move(items)}, {"next", next ? json(*next) : json(nullptr)}};
+}
+
+}  // namespace
+
+std::optional<std::string> parse_idempotency_key(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  std::string key;
+  if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+    // Structured-field string (the IETF Idempotency-Key draft): \" and \\ escapes.
+    const std::string_view inner = value.substr(1, value.size() - 2);
+    for (std::size_t i = 0; i < inner.size(); ++i) {
+      char c = inner[i];
+      if (c == '\\') {
+        if (i + 1 >= inner.size() || (inner[i + 1] != '"' && inner[i + 1] != '\\')) {
+          return std::nullopt;
+        }
+        c = inner[++i];
+      } else if (c == '"') {
+        return std::nullopt;
+      }
+      key.push_back(c);
+    }
+  } else {
+    key.assign(value);
+  }
+  if (key.empty() || key.size() > kMaxKeyLength || !is_visible_ascii(key)) return std::nullopt;
+  return key;
+}
+
+bool admin_token_matches(std::string_view authorization, std::string_view admin_token) {
+  constexpr std::string_view kScheme = "Bearer ";
+  if (admin_token.empty() || authorization.size() < kScheme.size()) return false;
+  std::string scheme(authorization.substr(0, kScheme.size()));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (scheme != "bearer ") return false;
+  const std::string_view presented = authorization.substr(kScheme.size());
+  // Compare digests, so neither the content nor the length leaks through timing.
+  unsigned char a[SHA256_DIGEST_LENGTH];
+  unsigned char b[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(presented.data()), presented.size(), a);
+  SHA256(reinterpret_cast<const unsigned char*>(admin_token.data()), admin_token.size(), b);
+  return CRYPTO_memcmp(a, b, sizeof a) == 0;
+}
+
+Api::Api(ApiContext context) : ctx_(std::move(context)) {}
+
+void Api::handle(http::Request&& request, http::Responder respond) {
+  const auto started = std::chrono::steady_clock::now();
+  auto req = std::make_shared<http::Request>(std::move(request));
+  const RouteMatch match = match_route(req->method, req->path);
+  const std::string_view route_name = match.route ? match.route->name : "unmatched";
+
+  // CORS: public routes only, origins from config.
+  std::string allow_origin;
+  if (const auto origin = req->header("origin"); origin && !match.admin_path) {
+    const auto& allowed = ctx_.config.cors.allowed_origins;
+    if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end()) {
+      allow_origin = "*";
+    } else if (std::find(allowed.begin(), allowed.end(), *origin) != allowed.end()) {
+      allow_origin = std::string(*origin);
+    }
+  }
+
+  auto finish = [this, req, started, route_name, allow_origin,
+                 respond = std::move(respond)](http::Response response) mutable {
+    if (!allow_origin.empty()) {
+      response.set_header("Access-Control-Allow-Origin", allow_origin);
+      if (allow_origin != "*") response.set_header("Vary", "Origin");
+      response.set_header("Access-Control-Expose-Headers",
+                          "X-Request-Id, Idempotent-Replayed, Retry-After");
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    ctx_.metrics.observe_request(route_name, req->method, response.status, seconds);
+    if (response.status >= 500) {
+      log::warn("request failed", {{"request_id", req->request_id},
+                                   {"method", req->method},
+                                   {"route", route_name},
+                                   {"status", response.status},
+                                   {"detail", response.body}});
+    } else if (log::debug_enabled()) {
+      log::debug("request", {{"request_id", req->request_id},
+                             {"method", req->method},
+                             {"path", req->path},
+                             {"status", response.status},
+                             {"seconds", seconds}});
+    }
+    respond(std::move(response));
+  };
+  auto fail = [&finish, req](const Error& error) mutable {
+    finish(problem_response(error, req->path));
+  };
+
+  // CORS preflight.
+  if (req->method == "OPTIONS" && match.kind != RouteMatch::Kind::not_found && !match.admin_path &&
+      req->header("access-control-request-method")) {
+    http::Response response;
+    response.status = 204;
+    if (!allow_origin.empty()) {
+      response.set_header("Access-Control-Allow-Methods", match.allow);
+      response.set_header("Access-Control-Allow-Headers",
+                          "Content-Type, Idempotency-Key, X-Request-Id");
+      response.set_header("Access-Control-Max-Age", std::to_string(ctx_.config.cors.max_age_s));
+    }
+    return finish(std::move(response));
+  }
+  if (match.kind == RouteMatch::Kind::not_found) {
+    return fail(make_error(ErrorKind::not_found, "no route for " + req->path));
+  }
+  if (match.kind == RouteMatch::Kind::method_not_allowed) {
+    auto response = problem_response(
+        make_error(ErrorKind::method_not_allowed, req->method + " is not allowed here"), req->path);
+    response.set_header("Allow", match.allow);
+    return finish(std::move(response));
+  }
+  const Route& route = *match.route;
+  if (route.admin) {
+    const auto authorization = req->header("authorization");
+    if (!authorization) {
+      auto response = problem_response(
+          make_error(ErrorKind::unauthorized, "admin calls need Authorization: Bearer <token>"),
+          req->path);
+      response.set_header("WWW-Authenticate", "Bearer");
+      return finish(std::move(response));
+    }
+    if (!admin_token_matches(*authorization, ctx_.config.admin_token)) {
+      return fail(make_error(ErrorKind::forbidden, "the admin token is not valid"));
+    }
+  }
+
+  const std::int64_t now = ctx_.clock.now_ms();
+  switch (route.endpoint) {
+    case Endpoint::draw: {
+      auto body = parse_json_body(*req);
+      if (!body.ok()) {
+        ctx_.metrics.count_draw(problem_info(body.error().kind).type);
+        return fail(body.error());
+      }
+      DrawCommand command;
+      command.now_ms = now;
+      const json& b = body.value();
+      for (const auto& [key, value] : b.items()) {
+        if (key != "activity_id" && key != "user_id" && key != "ts_ms" && key != "request_id") {
+          return fail(bad_request(key + ": unknown field"));
+        }
+      }
+      auto activity = b.find("activity_id");
+      if (activity == b.end() || !activity->is_string() ||
+          !is_valid_id(activity->get_ref<const std::string&>())) {
+        return fail(bad_request("activity_id: required, 1-128 characters of [A-Za-z0-9._~-]"));
+      }
+      auto user = b.find("user_id");
+      if (user == b.end() || !user->is_string() ||
+          !is_valid_user_id(user->get_ref<const std::string&>())) {
+        return fail(bad_request("user_id: required, 1-256 bytes without control characters"));
+      }
+      command.activity_id = activity->get<std::string>();
+      command.user_id = user->get<std::string>();
+      if (auto ts = b.find("ts_ms"); ts != b.end() && !ts->is_null()) {
+        if (!ts->is_number_integer()) return fail(bad_request("ts_ms: must be an integer"));
+        const std::int64_t skew = now - ts->get<std::int64_t>();
+        if (skew > ctx_.config.draw.max_clock_skew_ms || -skew > ctx_.config.draw.max_clock_skew_ms) {
+          ctx_.metrics.count_draw("clock_skew");
+          return fail(make_error(ErrorKind::clock_skew,
+                                 "ts_ms is " + std::to_string(skew) + " ms from the server clock (max " +
+                                     std::to_string(ctx_.config.draw.max_clock_skew_ms) + ")"));
+        }
+      }
+      std::optional<std::string> key;
+      if (const auto header = req->header("idempotency-key")) {
+        key = parse_idempotency_key(*header);
+        if (!key) {
+          return fail(bad_request("Idempotency-Key: 1-128 visible ASCII characters, bare or quoted"));
+        }
+      }
+      if (auto rid = b.find("request_id"); rid != b.end() && !rid->is_null()) {
+        if (!rid->is_string()) return fail(bad_request("request_id: must be a string"));
+        auto body_key = parse_idempotency_key(rid->get_ref<const std::string&>());
+        if (!body_key) return fail(bad_request("request_id: 1-128 visible ASCII characters"));
+        if (key && *key != *body_key) {
+          return fail(bad_request("request_id: differs from the Idempotency-Key header"));
+        }
+        key = std::move(body_key);
+      }
+      if (!key) {
+        if (ctx_.config.draw.require_token) {
+          return fail(make_error(ErrorKind::invalid_token,
+                                 "an Idempotency-Key issued by POST /tokens is required"));
+        }
+        // No key: a one-off draw, which no retry can match.
+        static thread_local CsprngEntropy entropy;
+        key = "auto-" + make_ulid(now, entropy);
+      }
+      command.idempotency_key = std::move(*key);
+      auto post = ctx_.post;
+      ctx_.store.draw(std::move(command), [this, post, finish = std::move(finish),
+                                           req](Result<DrawOutcome> outcome) mutable {
+        // Completions arrive on the sink's writer thread: do the JSON on an io thread.
+        post([this, finish = std::move(finish), req, outcome = std::move(outcome)]() mutable {
+          if (!outcome.ok()) {
+            ctx_.metrics.count_draw(problem_info(outcome.error().kind).type);
+            return finish(problem_response(outcome.error(), req->path));
+          }
+          const DrawOutcome& o = outcome.value();
+          ctx_.metrics.count_draw(o.replayed ? "replayed" : (o.record.won ? "won" : "miss"));
+          http::Response response;
+          response.status = 200;
+          response.set_header("Content-Type", "application/json");
+          if (o.replayed) response.set_header("Idempotent-Replayed", "true");
+          response.body = draw_body(o.record);
+          finish(std::move(response));
+        });
+      });
+      return;
+    }
+    case Endpoint::issue_token: {
+      auto token = ctx_.store.issue_token(now);
+      if (!token.ok()) return fail(token.error());
+      return finish(json_response(
+          201, {{"token", token->token}, {"expires_at_ms", token->expires_at_ms}}));
+    }
+    case Endpoint::list_activities: {
+      auto limit = parse_limit(*req);
+      if (!limit.ok()) return fail(limit.error());
+      const auto cursor = req->query_param("cursor");
+      json items = json::array();
+      std::optional<std::string> next;
+      for (const ActivityView& view : ctx_.store.list_activities(now)) {
+        if (cursor && view.id <= *cursor) continue;
+        if (items.size() == limit.value()) {
+          next = items.back()["id"].get<std::string>();
+          break;
+        }
+        items.push_back(activity_view_json(view));
+      }
+      return finish(json_response(200, page_json(std::move(items), next)));
+    }
+    case Endpoint::get_activity: {
+      auto view = ctx_.store.get_activity(match.params[0], now);
+      if (!view.ok()) return fail(view.error());
+      return finish(json_response(200, activity_view_json(view.value())));
+    }
+    case Endpoint::fairness: {
+      auto epochs = ctx_.store.fairness(match.params[0]);
+      if (!epochs.ok()) return fail(epochs.error());
+      return finish(json_response(200, fairness_json(match.params[0], epochs.value())));
+    }
+    case Endpoint::audit_trail: {
+      if (auto view = ctx_.store.get_activity(match.params[0], now); !view.ok()) {
+        return fail(view.error());
+      }
+      auto limit = parse_limit(*req);
+      if (!limit.ok()) return fail(limit.error());
+      auto after = parse_int_param(*req, "after_seq", -1);
+      if (!after.ok()) return fail(after.error());
+      auto page = ctx_.sink.activity_draws(match.params[0], after.value(), limit.value());
+      if (!page.ok()) return fail(page.error());
+      json items = json::array();
+      for (const DrawRecord& r : page->items) items.push_back(audit_json(r));
+      json out = {{"items", std::move(items)}, {"next", nullptr}};
+      if (page->next && !page->items.empty()) out["next"] = page->items.back().seq;
+      return finish(json_response(200, out));
+    }
+    case Endpoint::get_draw: {
+      const std::string& id = match.params[0];
+      auto found = is_valid_ulid(id) ? ctx_.sink.find_draw(id)
+                                     : Result<std::optional<DrawRecord>>(std::nullopt);
+      if (!found.ok()) return fail(found.error());
+      if (!found.value()) return fail(make_error(ErrorKind::draw_not_found, "no draw " + id));
+      return finish(json_response(200, draw_json(*found.value(), true)));
+    }
+    case Endpoint::user_draws: {
+      auto limit = parse_limit(*req);
+      if (!limit.ok()) return fail(limit.error());
+      const auto activity = req->query_param("activity_id");
+      const auto cursor = req->query_param("cursor");
+      auto page = ctx_.sink.user_draws(
+          match.params[0],
+          activity ? std::optional<std::string_view>(*activity) : std::nullopt,
+          cursor ? std::optional<std::string_view>(*cursor) : std::nullopt, limit.value());
+      if (!page.ok()) return fail(page.error());
+      json items = json::array();
+      for (const DrawRecord& r : page->items) items.push_back(draw_json(r, true));
+      return finish(json_response(200, page_json(std::move(items), page->next)));
+    }
+    case Endpoint::put_activity: {
+      auto body = parse_json_body(*req);
+      if (!body.ok()) return fail(body.error());
+      if (auto id = body->find("id"); id != body->end() && *id != json(match.params[0])) {
+        return fail(bad_request("id: differs from the id in the path"));
+      }
+      auto config = parse_activity(body.value());
+      if (!config.ok()) return fail(config.error());
+      auto created = ctx_.store.put_activity(match.params[0], std::move(config.value()), now);
+      if (!created.ok()) return fail(created.error());
+      log::info(created.value() ? "activity created" : "activity replaced",
+                {{"request_id", req->request_id}, {"activity_id", match.params[0]}});
+      auto view = ctx_.store.get_activity(match.params[0], now);
+      if (!view.ok()) return fail(view.error());
+      return finish(json_response(created.value() ? 201 : 200, activity_view_json(view.value())));
+    }
+    case Endpoint::delete_activity: {
+      if (auto ended = ctx_.store.end_activity(match.params[0], now); !ended.ok()) {
+        return fail(ended.error());
+      }
+      log::info("activity ended", {{"request_id", req->request_id}, {"activity_id", match.params[0]}});
+      auto view = ctx_.store.get_activity(match.params[0], now);
+      if (!view.ok()) return fail(view.error());
+      return finish(json_response(200, activity_view_json(view.value())));
+    }
+    case Endpoint::healthz:
+      return finish(json_response(200, {{"status", "ok"}}));
+    case Endpoint::readyz: {
+      if (draining_.load()) return fail(make_error(ErrorKind::unavailable, "shutting down"));
+      if (!ctx_.store.ready()) {
+        return fail(make_error(ErrorKind::unavailable, "the draw store or record is not available"));
+      }
+      return finish(json_response(200, {{"status", "ready"}}));
+    }
+    case Endpoint::metrics: {
+      http::Response response;
+      response.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+      response.body = ctx_.render_metrics();
+      return finish(std::move(response));
+    }
+  }
+  fail(make_error(ErrorKind::internal, "unhandled route"));
+}
+
+}  // namespace fairdraw::app

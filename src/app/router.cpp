@@ -1,0 +1,83 @@
+// Route matching over the route table; segments of "{name}" match one path segment.
+#include "fairdraw/app/router.hpp"
+
+#include "fairdraw/http/message.hpp"
+
+namespace fairdraw::app {
+namespace {
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  if (path.empty() || path.front() != '/') return parts;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    const std::size_t end = path.find('/', start);
+    const std::size_t stop = end == std::string_view::npos ? path.size() : end;
+    parts.push_back(path.substr(start, stop - start));
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return parts;
+}
+
+bool matches(std::string_view pattern, const std::vector<std::string_view>& parts,
+             std::vector<std::string>* params) {
+  const auto wanted = split_path(pattern);
+  if (wanted.size() != parts.size()) return false;
+  std::vector<std::string> found;
+  for (std::size_t i = 0; i < wanted.size(); ++i) {
+    if (wanted[i].size() > 1 && wanted[i].front() == '{') {
+      if (parts[i].empty()) return false;
+      found.push_back(http::percent_decode(parts[i]));
+    } else if (wanted[i] != parts[i]) {
+      return false;
+    }
+  }
+  if (params) *params = std::move(found);
+  return true;
+}
+
+}  // namespace
+
+const std::vector<Route>& routes() {
+  static const std::vector<Route> table = {
+      {"POST", "/draw", Endpoint::draw, "draw", false},
+      {"POST", "/tokens", Endpoint::issue_token, "tokens", false},
+      {"GET", "/activities", Endpoint::list_activities, "activities", false},
+      {"GET", "/activities/{id}", Endpoint::get_activity, "activity", false},
+      {"GET", "/activities/{id}/fairness", Endpoint::fairness, "fairness", false},
+      {"GET", "/activities/{id}/draws", Endpoint::audit_trail, "audit_trail", false},
+      {"GET", "/draws/{draw_id}", Endpoint::get_draw, "draw_by_id", false},
+      {"GET", "/users/{user_id}/draws", Endpoint::user_draws, "user_draws", false},
+      {"PUT", "/admin/activities/{id}", Endpoint::put_activity, "admin_put_activity", true},
+      {"DELETE", "/admin/activities/{id}", Endpoint::delete_activity, "admin_delete_activity", true},
+      {"GET", "/healthz", Endpoint::healthz, "healthz", false},
+      {"GET", "/readyz", Endpoint::readyz, "readyz", false},
+      {"GET", "/metrics", Endpoint::metrics, "metrics", false},
+  };
+  return table;
+}
+
+RouteMatch match_route(std::string_view method, std::string_view path) {
+  RouteMatch result;
+  const auto parts = split_path(path);
+  for (const Route& route : routes()) {
+    std::vector<std::string> params;
+    if (!matches(route.pattern, parts, &params)) continue;
+    result.admin_path = result.admin_path || route.admin;
+    if (!result.allow.empty()) result.allow += ", ";
+    result.allow += route.method;
+    if (route.method == method && !result.route) {
+      result.route = &route;
+      result.params = std::move(params);
+    }
+  }
+  if (result.route) {
+    result.kind = RouteMatch::Kind::found;
+  } else if (!result.allow.empty()) {
+    result.kind = RouteMatch::Kind::method_not_allowed;
+  }
+  return result;
+}
+
+}  // namespace fairdraw::app

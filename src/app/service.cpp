@@ -1,0 +1,192 @@
+// Start-up, serving and graceful shutdown of the whole service.
+#include "fairdraw/app/service.hpp"
+
+#include <filesystem>
+#include <thread>
+
+#include "fairdraw/app/api.hpp"
+#include "fairdraw/app/json_codec.hpp"
+#include "fairdraw/app/log.hpp"
+#include "fairdraw/app/metrics.hpp"
+#include "fairdraw/app/scheduler.hpp"
+#include "fairdraw/clock.hpp"
+#include "fairdraw/engine/draw_engine.hpp"
+#include "fairdraw/entropy.hpp"
+#include "fairdraw/http/server.hpp"
+#include "fairdraw/sink/sqlite_sink.hpp"
+
+namespace fairdraw::app {
+
+struct Service::Impl {
+  Config config;
+  SystemClock clock;
+  CsprngEntropy entropy;
+  std::unique_ptr<Sink> sink;
+  std::unique_ptr<DrawEngine> engine;
+  Metrics metrics;
+  std::unique_ptr<Api> api;
+  std::unique_ptr<http::Server> server;
+  Scheduler scheduler{2};
+
+  std::string render_metrics() {
+    ScrapeInput in;
+    in.server = server->stats();
+    in.io_threads = server->thread_count();
+    in.sink = sink->stats();
+    in.store = engine->stats();
+    in.activities = engine->list_activities(clock.now_ms());
+    in.scheduler = scheduler.stats();
+    in.pending_timers = scheduler.pending_timers();
+    return metrics.render(in);
+  }
+
+  void watchdog() {
+    const auto s = server->stats();
+    const auto e = engine->stats();
+    const auto k = sink->stats();
+    const auto& w = config.watchdog;
+    const bool over = s.open_connections > w.max_open_connections ||
+                      e.in_flight_draws > w.max_in_flight_draws || k.queue_depth > w.max_sink_queue;
+    auto fields = {std::pair<std::string_view, nlohmann::json>{"open_connections", s.open_connections},
+                   {"in_flight_requests", s.in_flight_requests},
+                   {"in_flight_draws", e.in_flight_draws},
+                   {"sink_queue_depth", k.queue_depth},
+                   {"pending_timers", scheduler.pending_timers()},
+                   {"io_threads", server->thread_count()},
+                   {"scheduler_threads", scheduler.thread_count()},
+                   {"epochs_built_on_draw_path", e.epochs_built_on_draw_path}};
+    if (over) {
+      log::warn("watchdog: a bound is exceeded", fields);
+    } else {
+      log::debug("watchdog", fields);
+    }
+  }
+};
+
+Service::Service() : impl_(std::make_unique<Impl>()) {}
+Service::~Service() = default;
+
+Result<std::unique_ptr<Service>> Service::create(Config config) {
+  std::unique_ptr<Service> service(new Service());
+  Impl& s = *service->impl_;
+  s.config = std::move(config);
+  const Config& c = s.config;
+
+  if (c.redis_url) {
+    return make_error(ErrorKind::invalid_request,
+                      "redis.url: clustered mode is not available in this build yet");
+  }
+  if (c.database.url.rfind("sqlite:", 0) != 0) {
+    return make_error(ErrorKind::invalid_request,
+                      "database.url: only sqlite:PATH is supported in embedded mode");
+  }
+  SqliteSinkOptions sink_options;
+  sink_options.path = c.database.url.substr(std::string_view("sqlite:").size());
+  sink_options.synchronous = c.database.synchronous == "normal" ? SqliteSinkOptions::Synchronous::normal
+                                                                 : SqliteSinkOptions::Synchronous::full;
+  sink_options.batch_max = c.database.batch_max;
+  sink_options.max_queue = c.database.max_queue;
+  if (const auto parent = std::filesystem::path(sink_options.path).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return make_error(ErrorKind::unavailable,
+                        "database.url: cannot create directory " + parent.string() + ": " + ec.message());
+    }
+  }
+  auto sink = SqliteSink::open(sink_options);
+  if (!sink.ok()) return sink.error();
+  s.sink = std::move(sink.value());
+
+  DrawEngineOptions engine_options;
+  engine_options.idempotency_capacity = c.draw.idempotency_capacity;
+  engine_options.idempotency_ttl_ms = c.draw.idempotency_ttl_s * 1000;
+  engine_options.require_token = c.draw.require_token;
+  engine_options.token_ttl_ms = c.draw.token_ttl_s * 1000;
+  engine_options.max_tokens = c.draw.max_tokens;
+  engine_options.zoneinfo_dir = c.zoneinfo_dir;
+  engine_options.encode_config = [](const ActivityConfig& a) {
+    return activity_config_json(a).dump();
+  };
+  engine_options.decode_config = [](const std::string& text) -> Result<ActivityConfig> {
+    auto parsed = nlohmann::json::parse(text, nullptr, false);
+    if (parsed.is_discarded()) return make_error(ErrorKind::internal, "stored activity is not JSON");
+    return parse_activity(parsed);
+  };
+  s.engine = std::make_unique<DrawEngine>(std::move(engine_options), *s.sink, s.clock, s.entropy);
+  const auto recover_started = std::chrono::steady_clock::now();
+  if (auto recovered = s.engine->recover(); !recovered.ok()) {
+    return make_error(recovered.error().kind, "recovery: " + recovered.error().detail);
+  }
+  const double recover_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - recover_started).count();
+
+  for (const auto& [id, body] : c.activities) {
+    if (s.engine->get_activity(id, s.clock.now_ms()).ok()) continue;  // the database wins
+    auto activity = parse_activity(body);
+    if (!activity.ok()) {
+      return make_error(ErrorKind::invalid_request,
+                        "activities." + id + "." + activity.error().detail);
+    }
+    auto created = s.engine->put_activity(id, std::move(activity.value()), s.clock.now_ms());
+    if (!created.ok()) {
+      return make_error(created.error().kind, "activities." + id + ": " + created.error().detail);
+    }
+    log::info("activity created from config", {{"activity_id", id}});
+  }
+
+  http::ServerOptions server_options;
+  server_options.host = c.listen_host;
+  server_options.port = c.listen_port;
+  server_options.threads = c.threads;
+  server_options.max_connections = c.http.max_connections;
+  server_options.max_header_bytes = c.http.max_header_bytes;
+  server_options.max_body_bytes = c.http.max_body_bytes;
+  server_options.read_timeout = std::chrono::milliseconds(c.http.read_timeout_ms);
+  server_options.idle_timeout = std::chrono::milliseconds(c.http.idle_timeout_ms);
+  server_options.shutdown_grace = std::chrono::milliseconds(c.http.shutdown_grace_ms);
+
+  Impl* impl = &s;
+  s.api = std::make_unique<Api>(ApiContext{
+      *s.engine, *s.sink, s.clock, s.metrics, s.config,
+      [impl](std::function<void()> fn) { impl->server->post(std::move(fn)); },
+      [impl] { return impl->render_metrics(); }});
+  s.server = std::make_unique<http::Server>(
+      server_options, [impl](http::Request&& request, http::Responder respond) {
+        impl->api->handle(std::move(request), std::move(respond));
+      });
+  if (auto listening = s.server->listen(); !listening.ok()) return listening.error();
+
+  s.scheduler.add("prepare_epochs", std::chrono::milliseconds(100),
+                  [impl] { impl->engine->prepare_epochs(); });
+  s.scheduler.add("expire", std::chrono::milliseconds(1000),
+                  [impl] { impl->engine->expire(impl->clock.now_ms()); });
+  s.scheduler.add("watchdog", std::chrono::milliseconds(c.watchdog.interval_ms),
+                  [impl] { impl->watchdog(); });
+
+  log::info("fairdraw ready", {{"listen", c.listen_host + ":" + std::to_string(s.server->port())},
+                               {"database", c.database.url},
+                               {"mode", "embedded"},
+                               {"recovery_seconds", recover_seconds}});
+  return service;
+}
+
+std::uint16_t Service::port() const { return impl_->server->port(); }
+
+int Service::run() {
+  Impl& s = *impl_;
+  s.engine->prepare_epochs();
+  s.scheduler.start();
+  s.server->run([&s] {
+    log::info("shutting down: no new connections, finishing in-flight requests");
+    s.api->set_draining();
+  });
+  s.scheduler.stop();
+  s.sink->flush_and_stop();
+  const auto stats = s.sink->stats();
+  log::info("fairdraw stopped", {{"committed_rows", stats.committed_rows}});
+  log::flush();
+  return 0;
+}
+
+}  // namespace fairdraw::app
