@@ -63,7 +63,7 @@ Result<ActivityConfig> parse_activity(const json& body) {
       "name", "starts_at_ms", "ends_at_ms", "time_zone", "max_draws_per_user",
       "max_draws_per_user_per_day", "miss_weight", "prizes",
       // read-only, echoed from GET:
-      "id", "status", "epoch_size"};
+      "id", "status", "epoch_size", "draws"};
   for (const auto& [key, value] : body.items()) {
     if (!known.count(key)) return field_error(key, "unknown field");
   }

@@ -26,7 +26,7 @@ struct DrawEngineOptions {
   std::int64_t token_ttl_ms = 600'000;
   std::size_t max_tokens = 1'000'000;
   // Keep shuffled decks ready for at least this many draws ahead (at least one epoch).
-  std::uint64_t prepare_ahead_draws = 65536;
+  std::uint64_t prepare_ahead_draws = 8192;
   std::string zoneinfo_dir = "/usr/share/zoneinfo";
   // The activity's stored form (the admin API's JSON); the engine knows no JSON.
   std::function<std::string(const ActivityConfig&)> encode_config;

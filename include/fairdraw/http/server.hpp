@@ -33,12 +33,16 @@ struct ServerOptions {
 // Counters the server keeps; read by the metrics endpoint.
 struct ServerStats {
   std::uint64_t open_connections = 0;
-  std::uint64_t accepted_connections = 0;
+  std::uint64_t accepted_connections = 0;  // became sessions (refused ones not included)
   std::uint64_t refused_connections = 0;  // over max_connections
-  std::uint64_t read_timeouts = 0;
-  std::uint64_t idle_timeouts = 0;
+  std::uint64_t read_timeouts = 0;        // answered 408
+  std::uint64_t idle_timeouts = 0;        // closed silently, no request had started
+  std::uint64_t write_timeouts = 0;
   std::uint64_t in_flight_requests = 0;
   std::uint64_t bad_requests = 0;  // unparseable, answered 400 and closed
+  std::uint64_t uri_too_long = 0;       // answered 414
+  std::uint64_t headers_too_large = 0;  // answered 431
+  std::uint64_t payload_too_large = 0;  // answered 413
 };
 
 // Repeating job on the io_context's timers (the scheduler builds on this).
@@ -68,7 +72,9 @@ class Server {
 
   // Runs fn on an io thread.
   void post(std::function<void()> fn);
-  // Calls fn every period on an io thread until cancelled or shutdown.
+  // Calls fn every period on an io thread until cancelled or shutdown (each
+  // period counts from the end of the previous call). Dropping the handle does
+  // not cancel. May be called before run().
   std::shared_ptr<Timer> every(std::chrono::milliseconds period, std::function<void()> fn);
 
   ServerStats stats() const;

@@ -1,0 +1,884 @@
+// The HTTP/1.1 server on Beast/Asio: listener, per-connection sessions, timers and
+// graceful shutdown. The only translation unit of the library that sees Beast.
+#include "fairdraw/http/server.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+// GCC 12 reports a "potential null pointer dereference" inside Asio's scheduler
+// after inlining, despite Boost being a system header; silenced for Boost only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#pragma GCC diagnostic pop
+
+namespace fairdraw::http {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+using steady_clock = std::chrono::steady_clock;
+
+// How long a closing connection keeps draining what the client still sends, so
+// that closing with unread bytes does not reset the connection (a RST can make
+// the client drop the error response we just wrote).
+constexpr std::chrono::milliseconds kLingerTime{1000};
+constexpr std::size_t kLingerBytes = 1 << 20;
+constexpr std::chrono::milliseconds kAcceptBackoff{50};
+constexpr std::size_t kReadChunk = 16384;
+
+// splitmix64: request ids only need to be unique-ish and cheap, not secret.
+std::string generate_request_id() {
+  thread_local std::uint64_t state = [] {
+    std::random_device rd;
+    return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+  }();
+  std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    id[static_cast<std::size_t>(i)] = kHex[z & 0xF];
+    z >>= 4;
+  }
+  return id;
+}
+
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7F; });
+}
+
+char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(),
+                    [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool is_token(std::string_view s) {
+  static constexpr std::string_view kSeparators = "()<>@,;:\\\"/[]?={} \t";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return c > 0x20 && c < 0x7F && kSeparators.find(c) == std::string_view::npos;
+  });
+}
+
+bool safe_header_value(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
+std::string json_escape(std::string_view in) {
+  std::string out;
+  out.reserve(in.size() + 8);
+  for (const char c : in) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          static constexpr char kHex[] = "0123456789abcdef";
+          out += "\\u00";
+          out += kHex[(c >> 4) & 0xF];
+          out += kHex[c & 0xF];
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+// The transport's own refusals, in the same shape as the application's problems.
+Response problem(int status, std::string_view type, std::string_view title, std::string_view detail) {
+  Response r;
+  r.status = status;
+  r.set_header("Content-Type", "application/problem+json");
+  if (status == 503) r.set_header("Retry-After", "1");
+  r.body = "{\"type\":\"" + json_escape(type) + "\",\"title\":\"" + json_escape(title) +
+           "\",\"status\":" + std::to_string(status) + ",\"detail\":\"" + json_escape(detail) + "\"}";
+  return r;
+}
+
+std::string refusal_bytes() {
+  const Response r = problem(503, "unavailable", "Service unavailable", "too many connections");
+  std::string out = "HTTP/1.1 503 Service Unavailable\r\n";
+  for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
+  out += "X-Request-Id: " + generate_request_id() + "\r\n";
+  out += "Server: fairdraw\r\nConnection: close\r\nContent-Length: " + std::to_string(r.body.size()) +
+         "\r\n\r\n" + r.body;
+  return out;
+}
+
+struct Counters {
+  std::atomic<std::uint64_t> open_connections{0};
+  std::atomic<std::uint64_t> accepted_connections{0};
+  std::atomic<std::uint64_t> refused_connections{0};
+  std::atomic<std::uint64_t> read_timeouts{0};
+  std::atomic<std::uint64_t> idle_timeouts{0};
+  std::atomic<std::uint64_t> write_timeouts{0};
+  std::atomic<std::uint64_t> in_flight_requests{0};
+  std::atomic<std::uint64_t> bad_requests{0};
+  std::atomic<std::uint64_t> uri_too_long{0};
+  std::atomic<std::uint64_t> headers_too_large{0};
+  std::atomic<std::uint64_t> payload_too_large{0};
+};
+
+void bump(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+
+class Session;
+class RepeatingTimer;
+
+// Everything the server shares with its sessions and timers.
+struct Core {
+  Core(ServerOptions o, Handler h);
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  Status listen();
+  void run(std::function<void()> on_stopping);
+  void shutdown();
+  void do_accept();
+  void on_accept(error_code ec, tcp::socket socket);
+  void refuse(tcp::socket& socket);
+  void session_gone(Session* s);
+
+  // Declared before io_ so that they outlive it: handlers destroyed inside
+  // ~io_context destroy sessions, whose destructors still report here.
+  ServerOptions options;
+  Handler handler;
+  unsigned threads = 1;
+  Counters counters;
+  std::mutex mu;
+  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // under mu
+  std::vector<std::weak_ptr<RepeatingTimer>> timers;              // under mu
+  std::function<void()> on_stopping;                              // under mu
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> destroying{false};
+  std::atomic<std::uint16_t> bound_port{0};
+  bool listening = false;
+
+  net::io_context io;
+  // Acceptor, signals and server-wide timers live on one strand, since
+  // shutdown() may be called from any thread.
+  net::strand<net::io_context::executor_type> control;
+  tcp::acceptor acceptor;
+  net::steady_timer accept_retry;
+  net::steady_timer grace;
+  std::optional<net::signal_set> signals;
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;  // under mu
+};
+
+// Where a session is in its request cycle; timers and shutdown act by phase.
+enum class Phase { idle, reading, continuing, handling, writing, lingering, closed };
+
+// One connection. Its lifetime is the chain of its pending operations (each
+// holds shared_from_this()), plus `self_` while the Handler owes a response.
+// Everything except post_response() runs on the connection's strand.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Core& server, tcp::socket socket)
+      : server_(server), executor_(socket.get_executor()), stream_(std::move(socket)), timer_(executor_) {
+    bump(server_.counters.open_connections);
+    error_code ec;
+    // Each response goes out in one write; Nagle would only hold back the
+    // next pipelined one until the client's delayed ACK.
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    const auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_addr_ = ep.address().to_string();
+  }
+
+  ~Session() {
+    server_.counters.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    server_.session_gone(this);
+  }
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void start() {
+    net::dispatch(executor_, [self = shared_from_this()] { self->begin_request(); });
+  }
+
+  // Called by the Responder on any thread; hops onto the strand.
+  void post_response(Response response) {
+    net::post(executor_, [self = shared_from_this(), r = std::move(response)]() mutable {
+      self->on_response(std::move(r));
+    });
+  }
+
+  void on_server_stopping() {
+    net::post(executor_, [self = shared_from_this()] {
+      // Idle keep-alive connections go now; the others close after their response.
+      if (self->phase_ == Phase::idle) self->close_now();
+    });
+  }
+
+  // Breaks the self-reference of a session whose Handler never answered; only
+  // while no io thread runs (server destruction).
+  void abandon() { self_.reset(); }
+
+ private:
+  void begin_request() {
+    if (server_.stopping.load()) return close_now();
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(server_.options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    parser_->body_limit(static_cast<std::uint64_t>(server_.options.max_body_bytes));
+    header_checked_ = false;
+    head_ = false;
+    request_id_.clear();
+    if (buffer_.size() > 0) {
+      // Pipelined bytes are already here: the request has started arriving.
+      phase_ = Phase::reading;
+      arm(server_.options.read_timeout);
+      return parse_buffered();
+    }
+    phase_ = Phase::idle;
+    // A new connection gets read_timeout for its whole first request, waiting
+    // included; a keep-alive connection waits idle_timeout for the next one.
+    arm(first_request_ ? server_.options.read_timeout : server_.options.idle_timeout);
+    read_more();
+  }
+
+  void read_more() {
+    stream_.expires_never();  // our own timer_ governs reads; see on_deadline
+    const std::size_t size = beast::read_size(buffer_, kReadChunk);
+    stream_.async_read_some(buffer_.prepare(size),
+                            [self = shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
+  }
+
+  void on_read(error_code ec, std::size_t n) {
+    buffer_.commit(n);
+    if (phase_ == Phase::closed) return;
+    if (n > 0 && phase_ == Phase::idle) {
+      phase_ = Phase::reading;
+      if (!first_request_) arm(server_.options.read_timeout);
+    }
+    if (timed_out_) {
+      if (phase_ == Phase::idle) {
+        bump(server_.counters.idle_timeouts);
+        return close_now();
+      }
+      bump(server_.counters.read_timeouts);
+      return send_problem(408, "request_timeout", "Request timeout", "request not received in time");
+    }
+    if (ec) return close_now();  // EOF, reset, or closed by shutdown: nobody to answer
+    parse_buffered();
+  }
+
+  void parse_buffered() {
+    for (;;) {
+      if (parser_->is_done()) return dispatch();
+      if (buffer_.size() == 0) return read_more();
+      error_code ec;
+      const std::size_t used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (ec == bhttp::error::need_more) return read_more();
+      if (ec) return on_parse_error(ec);
+      if (parser_->is_header_done() && !header_checked_) {
+        header_checked_ = true;
+        if (!check_header()) return;
+        if (wants_continue()) return send_continue();
+      }
+      if (used == 0 && !parser_->is_done()) return read_more();
+    }
+  }
+
+  void on_parse_error(error_code ec) {
+    if (ec == bhttp::error::header_limit) {
+      // The limit covers the request line too; if no line of it has ended
+      // within the limit, it was the request line (the target) that was too long.
+      const auto data = buffer_.data();
+      const std::string_view head(static_cast<const char*>(data.data()),
+                                  std::min(data.size(), server_.options.max_header_bytes));
+      if (parser_->get().target().empty() && head.find('\n') == std::string_view::npos) {
+        bump(server_.counters.uri_too_long);
+        return send_problem(414, "uri_too_long", "URI too long", "request line too long");
+      }
+      bump(server_.counters.headers_too_large);
+      return send_problem(431, "headers_too_large", "Request headers too large", "request headers too large");
+    }
+    if (ec == bhttp::error::body_limit) {
+      bump(server_.counters.payload_too_large);
+      return send_problem(413, "payload_too_large", "Payload too large",
+                          "body over " + std::to_string(server_.options.max_body_bytes) + " bytes");
+    }
+    bump(server_.counters.bad_requests);
+    send_problem(400, "invalid_request", "Invalid request", "malformed HTTP request: " + ec.message());
+  }
+
+  // Refusals that depend on the whole header, decided before any body is read.
+  bool check_header() {
+    const auto& h = parser_->get();
+    if (auto id = h["X-Request-Id"]; valid_request_id(id)) request_id_ = std::string(id);
+    // Beast refuses Content-Length with chunked, but not with other codings;
+    // either way a request framed two ways is a smuggling shape.
+    const auto te = h.find(bhttp::field::transfer_encoding);
+    if (te != h.end()) {
+      if (h.count(bhttp::field::content_length) > 0 || h.count(bhttp::field::transfer_encoding) > 1 ||
+          !iequals(trim(te->value()), "chunked")) {
+        bump(server_.counters.bad_requests);
+        send_problem(400, "invalid_request", "Invalid request", "unsupported Transfer-Encoding framing");
+        return false;
+      }
+    }
+    if (const auto length = parser_->content_length(); length && *length > server_.options.max_body_bytes) {
+      bump(server_.counters.payload_too_large);
+      send_problem(413, "payload_too_large", "Payload too large",
+                   "body over " + std::to_string(server_.options.max_body_bytes) + " bytes");
+      return false;
+    }
+    return true;
+  }
+
+  bool wants_continue() const {
+    const auto& h = parser_->get();
+    return h.version() >= 11 && !parser_->is_done() && iequals(trim(h[bhttp::field::expect]), "100-continue");
+  }
+
+  void send_continue() {
+    phase_ = Phase::continuing;
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    stream_.expires_after(server_.options.write_timeout);
+    net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                     [self = shared_from_this()](error_code ec, std::size_t) {
+                       if (ec || self->phase_ == Phase::closed) return self->close_now();
+                       self->phase_ = Phase::reading;
+                       if (self->timed_out_) {
+                         bump(self->server_.counters.read_timeouts);
+                         return self->send_problem(408, "request_timeout", "Request timeout",
+                                                   "request not received in time");
+                       }
+                       self->parse_buffered();
+                     });
+  }
+
+  void dispatch() {
+    phase_ = Phase::handling;
+    disarm();
+    first_request_ = false;
+    auto msg = parser_->release();
+    keep_alive_ = msg.keep_alive();
+    version_ = msg.version();
+    head_ = msg.method() == bhttp::verb::head;
+    if (request_id_.empty()) request_id_ = generate_request_id();
+
+    Request req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    const auto q = req.target.find('?');
+    req.path = req.target.substr(0, q);
+    if (q != std::string::npos) req.query = req.target.substr(q + 1);
+    req.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
+    for (const auto& field : msg) {
+      std::string name(field.name_string());
+      std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
+      req.headers.emplace_back(std::move(name), std::string(trim(field.value())));
+    }
+    req.body = std::move(msg.body());
+    req.request_id = request_id_;
+    req.remote_addr = remote_addr_;
+    req.keep_alive = keep_alive_;
+
+    bump(server_.counters.in_flight_requests);
+    // The Handler may answer later from any thread, or drop the Responder. The
+    // slot holds the session only weakly (a Responder that outlives the server
+    // must not keep sockets alive); self_ keeps it alive until the answer.
+    self_ = shared_from_this();
+    struct Slot {
+      std::weak_ptr<Session> session;
+      std::atomic<bool> used{false};
+      explicit Slot(std::weak_ptr<Session> s) : session(std::move(s)) {}
+      Slot(const Slot&) = delete;
+      Slot& operator=(const Slot&) = delete;
+      void answer(Response r) {
+        if (used.exchange(true)) return;  // second call: ignored
+        if (auto s = session.lock()) s->post_response(std::move(r));
+      }
+      ~Slot() {
+        if (!used.load()) answer(problem(500, "internal", "Internal error", "no response produced"));
+      }
+    };
+    auto slot = std::make_shared<Slot>(weak_from_this());
+    Responder respond = [slot](Response r) { slot->answer(std::move(r)); };
+    try {
+      server_.handler(std::move(req), respond);
+    } catch (...) {
+      respond(problem(500, "internal", "Internal error", "handler failed"));
+    }
+  }
+
+  void on_response(Response r) {
+    if (phase_ != Phase::handling) return;
+    // Keeps us alive through the call; the write's handler takes over after.
+    const auto keep = std::move(self_);
+    server_.counters.in_flight_requests.fetch_sub(1, std::memory_order_relaxed);
+    bool close = !keep_alive_ || server_.stopping.load();
+    if (auto c = r.header("Connection"); c && iequals(trim(*c), "close")) close = true;
+    write_response(std::move(r), close);
+  }
+
+  void send_problem(int status, std::string_view type, std::string_view title, std::string detail) {
+    if (request_id_.empty()) request_id_ = generate_request_id();
+    write_response(problem(status, type, title, detail), true);
+  }
+
+  void write_response(Response r, bool close) {
+    phase_ = Phase::writing;
+    disarm();
+    close_after_write_ = close;
+    int status = r.status;
+    if (status < 200 || status > 599) status = 500;  // 1xx would break the framing
+    res_ = {};
+    res_.version(version_);
+    res_.result(static_cast<unsigned>(status));
+    for (auto& [name, value] : r.headers) {
+      if (!is_token(name) || !safe_header_value(value)) continue;
+      if (iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "connection") ||
+          iequals(name, "x-request-id") || iequals(name, "server")) {
+        continue;  // framing and identity are ours
+      }
+      res_.insert(name, value);
+    }
+    res_.set(bhttp::field::server, "fairdraw");
+    res_.set("X-Request-Id", request_id_);
+    if (status != 204 && status != 304) {
+      res_.content_length(r.body.size());
+      if (!head_) res_.body() = std::move(r.body);
+    }
+    res_.keep_alive(!close);
+    stream_.expires_after(server_.options.write_timeout);
+    bhttp::async_write(stream_, res_,
+                       [self = shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
+  }
+
+  void on_write(error_code ec) {
+    res_ = {};
+    if (ec == beast::error::timeout) bump(server_.counters.write_timeouts);
+    if (ec || phase_ == Phase::closed) return close_now();
+    if (close_after_write_) return linger_close();
+    begin_request();
+  }
+
+  // Half-close and drain the client's leftovers for a moment, then close.
+  void linger_close() {
+    phase_ = Phase::lingering;
+    error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return close_now();
+    arm(std::min(kLingerTime, server_.options.read_timeout));
+    linger_read();
+  }
+
+  void linger_read() {
+    buffer_.consume(buffer_.size());
+    stream_.expires_never();
+    stream_.async_read_some(buffer_.prepare(kReadChunk), [self = shared_from_this()](error_code ec, std::size_t n) {
+      self->lingered_ += n;
+      if (ec || self->timed_out_ || self->lingered_ > kLingerBytes || self->phase_ == Phase::closed) {
+        return self->close_now();
+      }
+      self->linger_read();
+    });
+  }
+
+  void close_now() {
+    if (phase_ == Phase::closed) return;
+    phase_ = Phase::closed;
+    disarm();
+    error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  // Read deadlines use a plain timer, not tcp_stream's: tcp_stream closes the
+  // socket on expiry, and a timed-out request must still get its 408. The
+  // timer only cancels the pending read; on_read decides by phase_.
+  void arm(std::chrono::milliseconds d) {
+    timed_out_ = false;
+    timer_.expires_after(d);
+    timer_.async_wait([weak = weak_from_this()](error_code ec) {
+      if (ec) return;
+      if (auto self = weak.lock()) self->on_deadline();
+    });
+  }
+
+  void disarm() {
+    timed_out_ = false;
+    timer_.expires_at(steady_clock::time_point::max());  // cancels the pending wait
+  }
+
+  void on_deadline() {
+    // A completion queued before a re-arm or disarm is stale.
+    if (timer_.expiry() > steady_clock::now()) return;
+    if (phase_ != Phase::idle && phase_ != Phase::reading && phase_ != Phase::continuing &&
+        phase_ != Phase::lingering) {
+      return;
+    }
+    timed_out_ = true;
+    error_code ec;
+    stream_.socket().cancel(ec);
+  }
+
+  Core& server_;
+  const net::any_io_executor executor_;  // the connection's strand; never changes, so any thread may post to it
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;  // lives as long as the connection: pipelined bytes wait here
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bhttp::response<bhttp::string_body> res_;
+  net::steady_timer timer_;
+  std::shared_ptr<Session> self_;
+  std::string remote_addr_;
+  std::string request_id_;
+  std::size_t lingered_ = 0;
+  Phase phase_ = Phase::idle;
+  unsigned version_ = 11;
+  bool timed_out_ = false;
+  bool first_request_ = true;
+  bool header_checked_ = false;
+  bool keep_alive_ = true;
+  bool head_ = false;
+  bool close_after_write_ = false;
+};
+
+// every(): the state lives only in its pending operations, so it dies with the
+// io_context even if the caller keeps the handle; the handle holds it weakly.
+class RepeatingTimer : public std::enable_shared_from_this<RepeatingTimer> {
+ public:
+  RepeatingTimer(net::io_context& io, std::chrono::milliseconds period, std::function<void()> fn)
+      : strand_(net::make_strand(io)), timer_(strand_), period_(period), fn_(std::move(fn)) {}
+
+  void start() {
+    net::post(strand_, [self = shared_from_this()] { self->arm(); });
+  }
+
+  void cancel() {
+    cancelled_.store(true);
+    net::post(strand_, [self = shared_from_this()] { self->timer_.cancel(); });
+  }
+
+ private:
+  void arm() {
+    if (cancelled_.load()) return;
+    timer_.expires_after(period_);
+    timer_.async_wait([self = shared_from_this()](error_code ec) {
+      if (ec || self->cancelled_.load()) return;
+      self->fn_();
+      self->arm();
+    });
+  }
+
+  net::strand<net::io_context::executor_type> strand_;
+  net::steady_timer timer_;
+  std::chrono::milliseconds period_;
+  std::function<void()> fn_;
+  std::atomic<bool> cancelled_{false};
+};
+
+class TimerHandle final : public Timer {
+ public:
+  explicit TimerHandle(std::weak_ptr<RepeatingTimer> t) : timer_(std::move(t)) {}
+  void cancel() override {
+    if (auto t = timer_.lock()) t->cancel();
+  }
+
+ private:
+  std::weak_ptr<RepeatingTimer> timer_;
+};
+
+Core::Core(ServerOptions o, Handler h)
+    : options(std::move(o)),
+      handler(std::move(h)),
+      threads(options.threads != 0 ? options.threads : std::max(1U, std::thread::hardware_concurrency())),
+      io(static_cast<int>(threads)),
+      control(net::make_strand(io)),
+      acceptor(control),
+      accept_retry(control),
+      grace(control) {}
+
+Core::~Core() {
+  destroying.store(true);
+  // No io thread runs now. Sessions still waiting on a Handler are held only by
+  // their self-reference: release them while the io_context is intact.
+  std::vector<std::shared_ptr<Session>> waiting;
+  {
+    std::lock_guard lock(mu);
+    for (auto& [ptr, weak] : sessions) {
+      if (auto s = weak.lock()) waiting.push_back(std::move(s));
+    }
+  }
+  for (auto& s : waiting) s->abandon();
+  waiting.clear();
+  error_code ec;
+  acceptor.close(ec);
+}
+
+Status Core::listen() {
+  if (listening) return make_error(ErrorKind::internal, "server is already listening");
+  const std::string where = options.host + ":" + std::to_string(options.port);
+  error_code ec;
+  tcp::endpoint endpoint;
+  const auto address = net::ip::make_address(options.host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, options.port);
+  } else {
+    tcp::resolver resolver(io);
+    const auto results = resolver.resolve(options.host, std::to_string(options.port),
+                                          tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+    if (ec || results.empty()) {
+      return make_error(ErrorKind::internal, "cannot resolve listen address " + where + ": " + ec.message());
+    }
+    endpoint = results.begin()->endpoint();
+  }
+  auto fail = [&](const char* what) {
+    error_code ignored;
+    acceptor.close(ignored);
+    return make_error(ErrorKind::internal, std::string("cannot ") + what + " " + where + ": " + ec.message());
+  };
+  acceptor.open(endpoint.protocol(), ec);
+  if (ec) return fail("open socket for");
+  acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (ec) return fail("set SO_REUSEADDR on");
+  acceptor.bind(endpoint, ec);
+  if (ec) return fail("bind");
+  acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) return fail("listen on");
+  bound_port.store(acceptor.local_endpoint(ec).port());
+  listening = true;
+  net::post(control, [this] { do_accept(); });
+  return ok_status();
+}
+
+void Core::do_accept() {
+  if (stopping.load() || !acceptor.is_open()) return;
+  acceptor.async_accept(net::make_strand(io),
+                        [this](error_code ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
+}
+
+void Core::on_accept(error_code ec, tcp::socket socket) {
+  if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
+  if (stopping.load()) {
+    error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  if (ec) {
+    if (ec == net::error::connection_aborted) return do_accept();  // the client gave up; nothing wrong here
+    // EMFILE, ENFILE, ENOBUFS...: the pending connection stays queued, so
+    // retrying at once would spin. Wait for descriptors to free up.
+    accept_retry.expires_after(kAcceptBackoff);
+    accept_retry.async_wait([this](error_code wait_ec) {
+      if (!wait_ec) do_accept();
+    });
+    return;
+  }
+  if (counters.open_connections.load() >= options.max_connections) {
+    bump(counters.refused_connections);
+    refuse(socket);
+    return do_accept();
+  }
+  bump(counters.accepted_connections);
+  auto session = std::make_shared<Session>(*this, std::move(socket));
+  {
+    std::lock_guard lock(mu);
+    sessions.emplace(session.get(), session);
+  }
+  session->start();
+  do_accept();
+}
+
+// Over the connection limit: answer with a few bytes written without waiting
+// and close; this must cost almost nothing, so no session is made.
+void Core::refuse(tcp::socket& socket) {
+  error_code ec;
+  socket.non_blocking(true, ec);
+  const std::string bytes = refusal_bytes();
+  socket.write_some(net::buffer(bytes), ec);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
+  // Drop what the client already sent, so close() does not turn into a RST.
+  char sink[4096];
+  for (int i = 0; i < 4; ++i) {
+    if (socket.read_some(net::buffer(sink), ec) == 0 || ec) break;
+  }
+  socket.close(ec);
+}
+
+void Core::session_gone(Session* s) {
+  bool last = false;
+  {
+    std::lock_guard lock(mu);
+    sessions.erase(s);
+    last = sessions.empty();
+  }
+  // The last connection of a shutdown ends the wait for shutdown_grace.
+  if (last && stopping.load() && !destroying.load()) io.stop();
+}
+
+void Core::run(std::function<void()> stopping_cb) {
+  bool call_now = false;
+  {
+    std::lock_guard lock(mu);
+    if (stopping.load()) {
+      call_now = true;
+    } else {
+      on_stopping = std::move(stopping_cb);
+      work.emplace(io.get_executor());
+    }
+  }
+  if (call_now && stopping_cb) stopping_cb();
+
+  signals.emplace(control, SIGINT, SIGTERM);
+  signals->async_wait([this](error_code ec, int) {
+    if (!ec) shutdown();
+  });
+
+  std::vector<std::thread> pool;
+  pool.reserve(threads - 1);
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { io.run(); });
+  io.run();
+  for (auto& t : pool) t.join();
+
+  // No io thread runs any more: the control objects may be touched directly.
+  error_code ec;
+  acceptor.close(ec);
+  signals.reset();  // restores the default dispositions
+  std::lock_guard lock(mu);
+  work.reset();
+}
+
+void Core::shutdown() {
+  if (stopping.exchange(true)) return;
+  std::function<void()> cb;
+  std::vector<std::shared_ptr<RepeatingTimer>> live_timers;
+  std::vector<std::shared_ptr<Session>> live_sessions;
+  {
+    std::lock_guard lock(mu);
+    cb = std::move(on_stopping);
+    work.reset();
+    for (auto& t : timers) {
+      if (auto p = t.lock()) live_timers.push_back(std::move(p));
+    }
+    timers.clear();
+    for (auto& [ptr, weak] : sessions) {
+      if (auto s = weak.lock()) live_sessions.push_back(std::move(s));
+    }
+  }
+  if (cb) cb();
+
+  net::post(control, [this] {
+    error_code ec;
+    acceptor.close(ec);  // new connections are refused by the kernel from here on
+    accept_retry.cancel();
+    if (signals) signals->cancel(ec);
+    grace.expires_after(options.shutdown_grace);
+    grace.async_wait([this](error_code wait_ec) {
+      if (!wait_ec) io.stop();  // in-flight requests ran out of time
+    });
+  });
+  for (auto& t : live_timers) t->cancel();
+  for (auto& s : live_sessions) s->on_server_stopping();
+  // Sessions gone before we looked will not report again: nothing to wait for.
+  // (Dropping our references below may also end the last one, which stops io.)
+  if (live_sessions.empty()) io.stop();
+}
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(ServerOptions options, Handler handler) : core(std::move(options), std::move(handler)) {}
+  Core core;
+};
+
+Server::Server(ServerOptions options, Handler handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
+
+Server::~Server() = default;
+
+Status Server::listen() { return impl_->core.listen(); }
+
+std::uint16_t Server::port() const { return impl_->core.bound_port.load(); }
+
+void Server::run(std::function<void()> on_stopping) { impl_->core.run(std::move(on_stopping)); }
+
+void Server::shutdown() { impl_->core.shutdown(); }
+
+void Server::post(std::function<void()> fn) { net::post(impl_->core.io, std::move(fn)); }
+
+std::shared_ptr<Timer> Server::every(std::chrono::milliseconds period, std::function<void()> fn) {
+  auto timer = std::make_shared<RepeatingTimer>(impl_->core.io, period, std::move(fn));
+  bool stopped = false;
+  {
+    std::lock_guard lock(impl_->core.mu);
+    stopped = impl_->core.stopping.load();
+    if (!stopped) {
+      auto& list = impl_->core.timers;
+      list.erase(std::remove_if(list.begin(), list.end(), [](const auto& w) { return w.expired(); }), list.end());
+      list.push_back(timer);
+    }
+  }
+  if (!stopped) timer->start();
+  return std::make_shared<TimerHandle>(timer);
+}
+
+ServerStats Server::stats() const {
+  const Counters& c = impl_->core.counters;
+  auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+  ServerStats s;
+  s.open_connections = get(c.open_connections);
+  s.accepted_connections = get(c.accepted_connections);
+  s.refused_connections = get(c.refused_connections);
+  s.read_timeouts = get(c.read_timeouts);
+  s.idle_timeouts = get(c.idle_timeouts);
+  s.write_timeouts = get(c.write_timeouts);
+  s.in_flight_requests = get(c.in_flight_requests);
+  s.bad_requests = get(c.bad_requests);
+  s.uri_too_long = get(c.uri_too_long);
+  s.headers_too_large = get(c.headers_too_large);
+  s.payload_too_large = get(c.payload_too_large);
+  return s;
+}
+
+unsigned Server::thread_count() const { return impl_->core.threads; }
+
+}  // namespace fairdraw::http

@@ -1,0 +1,1240 @@
+// SqliteSink: group commit of draws in per-activity seq order on one writer
+// connection, reads on pooled read-only connections, migrations on open.
+//
+// Durability, in short:
+// - An ack(true) fires only after the COMMIT of the transaction holding its row
+//   returned. WAL with synchronous=FULL fsyncs the WAL in that COMMIT, so the
+//   row survives kill -9 and power loss; with NORMAL it survives kill -9.
+// - Rows of one activity are committed in seq order and only as a contiguous
+//   prefix (lane.next is the first seq not yet in the file, rows ahead of it
+//   wait in lane.waiting). A commit is atomic, so whatever a crash leaves in
+//   the file is 0..n-1 for every activity, never a gap.
+// - A seq that can never be recorded (refused, or its batch failed for good)
+//   becomes the lane's hole: every later seq of that activity is refused too,
+//   because committing it would leave a gap. The engine stops drawing on the
+//   first refusal and a restart (or set_next_seq) starts the lane afresh.
+#include "fairdraw/sink/sqlite_sink.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+
+#include "fairdraw/sink/migrations.hpp"
+
+namespace fairdraw {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// SQLITE_STATIC without the macro's C-style cast: every bound buffer outlives
+// the step that reads it (statements are reset right after).
+const sqlite3_destructor_type kStatic = nullptr;
+
+constexpr int primary_code(int rc) { return rc & 0xff; }
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string message_of(sqlite3* db) {
+  return db != nullptr ? std::string(sqlite3_errmsg(db)) : std::string("out of memory");
+}
+
+Error db_error(std::string_view what, sqlite3* db) {
+  return make_error(ErrorKind::unavailable, std::string(what) + ": " + message_of(db));
+}
+
+std::int64_t to_i64(std::size_t n) {
+  return n > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max() - 1)
+             ? std::numeric_limits<std::int64_t>::max() - 1
+             : static_cast<std::int64_t>(n);
+}
+
+int bind_text(sqlite3_stmt* s, int i, std::string_view v) {
+  // A null data pointer would bind SQL NULL, not the empty string.
+  const char* data = v.data() != nullptr ? v.data() : "";
+  return sqlite3_bind_text(s, i, data, static_cast<int>(v.size()), kStatic);
+}
+
+int bind_optional(sqlite3_stmt* s, int i, const std::optional<std::string>& v) {
+  return v ? bind_text(s, i, *v) : sqlite3_bind_null(s, i);
+}
+
+int bind_optional(sqlite3_stmt* s, int i, const std::optional<std::int64_t>& v) {
+  return v ? sqlite3_bind_int64(s, i, *v) : sqlite3_bind_null(s, i);
+}
+
+std::string column_string(sqlite3_stmt* s, int i) {
+  const unsigned char* text = sqlite3_column_text(s, i);
+  const int bytes = sqlite3_column_bytes(s, i);
+  if (text == nullptr) return {};
+  return std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(bytes));
+}
+
+std::optional<std::string> column_optional_string(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
+  return column_string(s, i);
+}
+
+std::optional<std::int64_t> column_optional_i64(sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
+  return sqlite3_column_int64(s, i);
+}
+
+// Resets a statement and drops its bindings when the scope ends, so a cached
+// statement never holds a read transaction open or points at freed buffers.
+class StatementScope {
+ public:
+  explicit StatementScope(sqlite3_stmt* stmt) : stmt_(stmt) {}
+  ~StatementScope() {
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  StatementScope(const StatementScope&) = delete;
+  StatementScope& operator=(const StatementScope&) = delete;
+
+ private:
+  sqlite3_stmt* stmt_;
+};
+
+// One connection and its cached prepared statements (keyed by the SQL text,
+// always one of the constants below). Used by one thread at a time.
+class Connection {
+ public:
+  static Result<std::unique_ptr<Connection>> open(const std::string& path, bool writable,
+                                                  std::chrono::milliseconds busy_timeout) {
+    sqlite3* db = nullptr;
+    const int flags = (writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
+                      SQLITE_OPEN_NOMUTEX;
+    const int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+    auto conn = std::unique_ptr<Connection>(new Connection(db));
+    if (rc != SQLITE_OK) {
+      return make_error(ErrorKind::unavailable,
+                        "cannot open SQLite database '" + path + "': " + message_of(db));
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, static_cast<int>(std::min<std::int64_t>(
+                                 busy_timeout.count(), std::numeric_limits<int>::max())));
+    return conn;
+  }
+
+  ~Connection() {
+    for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+    sqlite3_close_v2(db_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  sqlite3* db() const { return db_; }
+
+  Result<sqlite3_stmt*> statement(std::string_view sql) {
+    if (auto it = statements_.find(sql); it != statements_.end()) return it->second;
+    sqlite3_stmt* stmt = nullptr;
+    const int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+                                      SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
+    if (rc != SQLITE_OK) {
+      sqlite3_finalize(stmt);
+      return db_error("preparing a statement", db_);
+    }
+    statements_.emplace(sql, stmt);
+    return stmt;
+  }
+
+  Status exec(const char* sql, std::string_view what) {
+    if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return db_error(what, db_);
+    return ok_status();
+  }
+
+  void rollback_if_open() {
+    if (sqlite3_get_autocommit(db_) == 0) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+
+ private:
+  explicit Connection(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+  std::unordered_map<std::string_view, sqlite3_stmt*> statements_;
+};
+
+// Steps a bound statement to the end, handing each row to on_row.
+template <class OnRow>
+Status run_rows(Connection& conn, sqlite3_stmt* stmt, std::string_view what, OnRow&& on_row) {
+  for (;;) {
+    const int rc = sqlite3_step(stmt);
+    if (rc == SQLITE_ROW) {
+      on_row(stmt);
+      continue;
+    }
+    if (rc == SQLITE_DONE) return ok_status();
+    return db_error(what, conn.db());
+  }
+}
+
+#define FD_DRAW_COLUMNS                                                                         \
+  "draw_id, activity_id, seq, epoch, slot, user_id, idempotency_key, candidate_id, prize_id, " \
+  "prize_name, won, drawn_at_ms"
+
+constexpr std::string_view kInsertDraw =
+    "INSERT INTO draws (" FD_DRAW_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+constexpr std::string_view kMaxSeq = "SELECT MAX(seq) FROM draws WHERE activity_id = ?1";
+constexpr std::string_view kFindDraw = "SELECT " FD_DRAW_COLUMNS " FROM draws WHERE draw_id = ?1";
+constexpr std::string_view kFindByKey =
+    "SELECT " FD_DRAW_COLUMNS
+    " FROM draws WHERE activity_id = ?1 AND idempotency_key = ?2 ORDER BY seq LIMIT 1";
+constexpr std::string_view kActivityDraws =
+    "SELECT " FD_DRAW_COLUMNS
+    " FROM draws WHERE activity_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+constexpr std::string_view kUserDrawsFirst =
+    "SELECT " FD_DRAW_COLUMNS
+    " FROM draws WHERE user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
+    " ORDER BY drawn_at_ms DESC, draw_id DESC LIMIT ?3";
+constexpr std::string_view kUserDrawsAfter =
+    "SELECT " FD_DRAW_COLUMNS
+    " FROM draws WHERE user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
+    " AND (drawn_at_ms, draw_id) < (?4, ?5) ORDER BY drawn_at_ms DESC, draw_id DESC LIMIT ?3";
+constexpr std::string_view kDrawsSince =
+    "SELECT * FROM (SELECT " FD_DRAW_COLUMNS
+    " FROM draws WHERE activity_id = ?1 AND drawn_at_ms >= ?2"
+    " ORDER BY drawn_at_ms DESC, seq DESC LIMIT ?3) ORDER BY drawn_at_ms, seq";
+constexpr std::string_view kUserCountsSince =
+    "SELECT user_id, COUNT(*) FROM draws WHERE activity_id = ?1 AND drawn_at_ms >= ?2"
+    " GROUP BY user_id ORDER BY user_id";
+constexpr std::string_view kWinsByPrize =
+    "SELECT prize_id, COUNT(*) FROM draws WHERE activity_id = ?1 AND won = 1"
+    " AND prize_id IS NOT NULL GROUP BY prize_id ORDER BY prize_id";
+constexpr std::string_view kDrawsByUser =
+    "SELECT user_id, COUNT(*) FROM draws WHERE activity_id = ?1 GROUP BY user_id ORDER BY user_id";
+constexpr std::string_view kFirstSeqByEpoch =
+    "SELECT epoch, MIN(seq) FROM draws WHERE activity_id = ?1 GROUP BY epoch ORDER BY epoch";
+constexpr std::string_view kSaveActivity =
+    "INSERT INTO activities (id, config_json, ended, created_at_ms, updated_at_ms)"
+    " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET"
+    " config_json = excluded.config_json, ended = excluded.ended,"
+    " created_at_ms = excluded.created_at_ms, updated_at_ms = excluded.updated_at_ms";
+constexpr std::string_view kLoadActivities =
+    "SELECT id, config_json, ended, created_at_ms, updated_at_ms FROM activities"
+    " ORDER BY created_at_ms, id";
+constexpr std::string_view kSaveEpoch =
+    "INSERT INTO epochs (activity_id, epoch, seed, commitment, prizes_json, miss_weight,"
+    " epoch_size, first_seq, revealed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    " ON CONFLICT (activity_id, epoch) DO UPDATE SET seed = excluded.seed,"
+    " commitment = excluded.commitment, prizes_json = excluded.prizes_json,"
+    " miss_weight = excluded.miss_weight, epoch_size = excluded.epoch_size,"
+    " first_seq = excluded.first_seq, revealed_at = excluded.revealed_at";
+constexpr std::string_view kLoadEpochs =
+    "SELECT activity_id, epoch, seed, commitment, prizes_json, miss_weight, epoch_size, first_seq,"
+    " revealed_at FROM epochs WHERE activity_id = ?1 ORDER BY epoch";
+
+#undef FD_DRAW_COLUMNS
+
+DrawRecord read_draw(sqlite3_stmt* s) {
+  DrawRecord r;
+  r.draw_id = column_string(s, 0);
+  r.activity_id = column_string(s, 1);
+  r.seq = sqlite3_column_int64(s, 2);
+  r.epoch = sqlite3_column_int64(s, 3);
+  r.slot = sqlite3_column_int64(s, 4);
+  r.user_id = column_string(s, 5);
+  r.idempotency_key = column_string(s, 6);
+  r.candidate_id = column_optional_string(s, 7);
+  r.prize_id = column_optional_string(s, 8);
+  r.prize_name = column_optional_string(s, 9);
+  r.won = sqlite3_column_int64(s, 10) != 0;
+  r.drawn_at_ms = sqlite3_column_int64(s, 11);
+  return r;
+}
+
+int bind_draw(sqlite3_stmt* s, const DrawRecord& r) {
+  int rc = SQLITE_OK;
+  auto keep = [&rc](int next) {
+    if (rc == SQLITE_OK) rc = next;
+  };
+  keep(bind_text(s, 1, r.draw_id));
+  keep(bind_text(s, 2, r.activity_id));
+  keep(sqlite3_bind_int64(s, 3, r.seq));
+  keep(sqlite3_bind_int64(s, 4, r.epoch));
+  keep(sqlite3_bind_int64(s, 5, r.slot));
+  keep(bind_text(s, 6, r.user_id));
+  keep(bind_text(s, 7, r.idempotency_key));
+  keep(bind_optional(s, 8, r.candidate_id));
+  keep(bind_optional(s, 9, r.prize_id));
+  keep(bind_optional(s, 10, r.prize_name));
+  keep(sqlite3_bind_int(s, 11, r.won ? 1 : 0));
+  keep(sqlite3_bind_int64(s, 12, r.drawn_at_ms));
+  return rc;
+}
+
+// The user_draws cursor: "<drawn_at_ms>.<draw_id>" of the last row returned.
+std::string encode_user_cursor(const DrawRecord& last) {
+  return std::to_string(last.drawn_at_ms) + "." + last.draw_id;
+}
+
+std::optional<std::pair<std::int64_t, std::string>> decode_user_cursor(std::string_view cursor) {
+  const std::size_t dot = cursor.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot > 19) return std::nullopt;
+  const std::string_view ms_part = cursor.substr(0, dot);
+  const std::string_view id_part = cursor.substr(dot + 1);
+  if (id_part.empty() || id_part.size() > 128) return std::nullopt;
+  if (!std::all_of(ms_part.begin(), ms_part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  if (!std::all_of(id_part.begin(), id_part.end(), [](char c) { return c > ' ' && c <= '~'; })) {
+    return std::nullopt;
+  }
+  std::int64_t ms = 0;
+  const auto [end, ec] = std::from_chars(ms_part.data(), ms_part.data() + ms_part.size(), ms);
+  if (ec != std::errc{} || end != ms_part.data() + ms_part.size()) return std::nullopt;
+  return std::make_pair(ms, std::string(id_part));
+}
+
+std::string prizes_to_json(const std::vector<EpochPrize>& prizes) {
+  nlohmann::json array = nlohmann::json::array();
+  for (const EpochPrize& p : prizes) array.push_back({{"id", p.id}, {"weight", p.weight}});
+  return array.dump();
+}
+
+std::optional<std::vector<EpochPrize>> prizes_from_json(const std::string& text) {
+  const nlohmann::json array = nlohmann::json::parse(text, nullptr, false);
+  if (array.is_discarded() || !array.is_array()) return std::nullopt;
+  std::vector<EpochPrize> prizes;
+  prizes.reserve(array.size());
+  for (const nlohmann::json& item : array) {
+    if (!item.is_object()) return std::nullopt;
+    const auto id = item.find("id");
+    const auto weight = item.find("weight");
+    if (id == item.end() || !id->is_string() || weight == item.end() ||
+        !weight->is_number_unsigned() ||
+        weight->get<std::uint64_t>() > std::numeric_limits<std::uint32_t>::max()) {
+      return std::nullopt;
+    }
+    prizes.push_back({id->get<std::string>(), static_cast<std::uint32_t>(weight->get<std::uint64_t>())});
+  }
+  return prizes;
+}
+
+void call_ack(Sink::Ack& ack, bool durable) {
+  if (!ack) return;
+  try {
+    ack(durable);
+  } catch (...) {
+    // An ack must not take the writer thread down; the caller owns its errors.
+  }
+}
+
+}  // namespace
+
+struct SqliteSink::Impl {
+  struct Item {
+    DrawRecord record;
+    Ack ack;
+  };
+  struct SetNextSeq {
+    std::string activity_id;
+    std::int64_t next_seq = 0;
+  };
+  using Entry = std::variant<Item, SetNextSeq>;
+
+  // The writer's view of one activity. Writer thread only.
+  struct Lane {
+    std::optional<std::int64_t> next;  // first seq not in the file; unknown until loaded
+    std::optional<std::int64_t> hole;  // first seq that will never be in the file
+    std::map<std::int64_t, Item> waiting;
+  };
+
+  using Acks = std::vector<std::pair<Ack, bool>>;
+
+  explicit Impl(SqliteSinkOptions o) : options(std::move(o)) {}
+
+  SqliteSinkOptions options;
+
+  // The writer connection: batches (writer thread) and save_* (any thread).
+  std::mutex write_mutex;
+  std::unique_ptr<Connection> writer;
+
+  std::mutex read_mutex;
+  std::vector<std::unique_ptr<Connection>> idle_readers;
+
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::deque<Entry> queue;
+  std::unordered_map<std::string, std::int64_t> refused_seqs;  // activity -> lowest refused seq
+  SteadyClock::time_point first_queued_at{};
+  bool stopping = false;
+
+  std::unordered_map<std::string, Lane> lanes;
+  std::size_t lanes_with_hole = 0;
+
+  std::atomic<std::size_t> pending{0};
+  std::atomic<std::uint64_t> committed_rows{0};
+  std::atomic<std::uint64_t> committed_batches{0};
+  std::atomic<std::uint64_t> failed_batches{0};
+  std::atomic<double> last_commit_seconds{0};
+  std::atomic<bool> is_healthy{true};
+  mutable std::mutex error_mutex;
+  std::string last_error;
+
+  std::mutex stop_mutex;
+  bool stopped = false;
+  std::thread thread;
+
+  // ---- open -------------------------------------------------------------
+
+  Status apply_migrations() {
+    Connection& c = *writer;
+    if (auto made = c.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                           " name TEXT, applied_at_ms INTEGER)",
+                           "creating schema_migrations");
+        !made.ok()) {
+      return made;
+    }
+    const auto& known = sqlite_migrations();
+    const int newest_known = known.empty() ? 0 : known.back().version;
+    sqlite3_stmt* newest = nullptr;
+    if (sqlite3_prepare_v2(c.db(), "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
+                           &newest, nullptr) != SQLITE_OK) {
+      sqlite3_finalize(newest);
+      return db_error("reading schema_migrations", c.db());
+    }
+    std::int64_t newest_applied = 0;
+    const int rc = sqlite3_step(newest);
+    if (rc == SQLITE_ROW) newest_applied = sqlite3_column_int64(newest, 0);
+    sqlite3_finalize(newest);
+    if (rc != SQLITE_ROW) return db_error("reading schema_migrations", c.db());
+    if (newest_applied > newest_known) {
+      return make_error(ErrorKind::unavailable,
+                        "schema version " + std::to_string(newest_applied) +
+                            " is newer than this build knows (" + std::to_string(newest_known) + ")");
+    }
+
+    for (const Migration& m : known) {
+      const std::string label = "migration " + std::string(m.name);
+      // IMMEDIATE takes the write lock first, so two processes opening the
+      // same file at once cannot both apply the same version.
+      if (auto begun = c.exec("BEGIN IMMEDIATE", label); !begun.ok()) return begun;
+      sqlite3_stmt* check = nullptr;
+      bool applied = false;
+      int step = SQLITE_ERROR;
+      if (sqlite3_prepare_v2(c.db(), "SELECT 1 FROM schema_migrations WHERE version = ?1", -1,
+                             &check, nullptr) == SQLITE_OK) {
+        sqlite3_bind_int(check, 1, m.version);
+        step = sqlite3_step(check);
+        applied = step == SQLITE_ROW;
+      }
+      sqlite3_finalize(check);
+      if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        Error e = db_error(label, c.db());
+        c.rollback_if_open();
+        return e;
+      }
+      if (applied) {
+        c.rollback_if_open();
+        continue;
+      }
+      const std::string sql(m.sql);
+      if (sqlite3_exec(c.db(), sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+        Error e = db_error(label, c.db());
+        c.rollback_if_open();
+        return e;
+      }
+      sqlite3_stmt* record = nullptr;
+      int recorded = sqlite3_prepare_v2(
+          c.db(), "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+          -1, &record, nullptr);
+      if (recorded == SQLITE_OK) {
+        sqlite3_bind_int(record, 1, m.version);
+        bind_text(record, 2, m.name);
+        sqlite3_bind_int64(record, 3, wall_ms());
+        recorded = sqlite3_step(record);
+      }
+      sqlite3_finalize(record);
+      if (recorded != SQLITE_DONE) {
+        Error e = db_error(label, c.db());
+        c.rollback_if_open();
+        return e;
+      }
+      if (auto committed = c.exec("COMMIT", label); !committed.ok()) {
+        c.rollback_if_open();
+        return committed;
+      }
+    }
+    return ok_status();
+  }
+
+  Status open_writer() {
+    auto conn = Connection::open(options.path, true, options.busy_timeout);
+    if (!conn.ok()) return conn.error();
+    writer = std::move(conn.value());
+    const std::string where = " on '" + options.path + "'";
+
+    sqlite3_stmt* mode = nullptr;
+    std::string journal;
+    if (sqlite3_prepare_v2(writer->db(), "PRAGMA journal_mode = WAL", -1, &mode, nullptr) == SQLITE_OK &&
+        sqlite3_step(mode) == SQLITE_ROW) {
+      journal = column_string(mode, 0);
+    }
+    sqlite3_finalize(mode);
+    if (journal != "wal") {
+      return make_error(ErrorKind::unavailable, "cannot switch '" + options.path +
+                                                    "' to WAL mode: " + message_of(writer->db()));
+    }
+    const char* sync = options.synchronous == SqliteSinkOptions::Synchronous::full
+                           ? "PRAGMA synchronous = FULL"
+                           : "PRAGMA synchronous = NORMAL";
+    if (auto set = writer->exec(sync, "setting synchronous" + where); !set.ok()) return set;
+    if (auto migrated = apply_migrations(); !migrated.ok()) {
+      return make_error(migrated.error().kind,
+                        "migrating '" + options.path + "': " + migrated.error().detail);
+    }
+    if (auto prepared = writer->statement(kInsertDraw); !prepared.ok()) {
+      return make_error(prepared.error().kind, prepared.error().detail + where);
+    }
+    return ok_status();
+  }
+
+  // ---- append side ------------------------------------------------------
+
+  void append(DrawRecord record, Ack ack) {
+    Item item{std::move(record), std::move(ack)};
+    bool queued = false;
+    try {
+      std::lock_guard lock(queue_mutex);
+      if (!stopping && pending.load(std::memory_order_relaxed) < options.max_queue) {
+        if (queue.empty()) first_queued_at = SteadyClock::now();
+        queue.emplace_back(std::move(item));
+        pending.fetch_add(1, std::memory_order_relaxed);
+        queued = true;
+      } else if (!stopping) {
+        // This seq will never be in the file: the writer must refuse every
+        // later seq of the activity too, or the record would get a gap.
+        auto [it, inserted] = refused_seqs.try_emplace(item.record.activity_id, item.record.seq);
+        if (!inserted) it->second = std::min(it->second, item.record.seq);
+      }
+    } catch (...) {
+      queued = false;
+    }
+    if (queued) {
+      queue_cv.notify_one();
+    } else {
+      call_ack(item.ack, false);
+    }
+  }
+
+  void set_next_seq(std::string activity_id, std::int64_t next_seq) {
+    {
+      std::lock_guard lock(queue_mutex);
+      if (stopping) return;
+      queue.emplace_back(SetNextSeq{std::move(activity_id), next_seq});
+    }
+    queue_cv.notify_one();
+  }
+
+  void stop() {
+    std::lock_guard stop_lock(stop_mutex);
+    if (stopped) return;
+    {
+      std::lock_guard lock(queue_mutex);
+      stopping = true;
+    }
+    queue_cv.notify_all();
+    if (thread.joinable()) {
+      if (thread.get_id() == std::this_thread::get_id()) return;  // called from an ack: the loop ends by itself
+      thread.join();
+    }
+    stopped = true;
+  }
+
+  // ---- writer thread ----------------------------------------------------
+
+  void run() {
+    for (;;) {
+      std::vector<Entry> intake;
+      std::unordered_map<std::string, std::int64_t> refused;
+      {
+        std::unique_lock lock(queue_mutex);
+        queue_cv.wait(lock, [&] { return stopping || !queue.empty() || !refused_seqs.empty(); });
+        if (queue.empty() && refused_seqs.empty()) break;  // stopping, and drained
+        if (options.max_batch_delay.count() > 0 && !stopping && queue.size() < options.batch_max) {
+          queue_cv.wait_until(lock, first_queued_at + options.max_batch_delay,
+                              [&] { return stopping || queue.size() >= options.batch_max; });
+        }
+        const std::size_t n = std::min(queue.size(), options.batch_max);
+        intake.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          intake.push_back(std::move(queue.front()));
+          queue.pop_front();
+        }
+        if (!queue.empty()) first_queued_at = SteadyClock::now();
+        refused.swap(refused_seqs);
+      }
+      round(intake, refused);
+    }
+    // Rows still waiting behind a gap at shutdown can never be committed.
+    Acks acks;
+    for (auto& [id, lane] : lanes) {
+      for (auto& [seq, item] : lane.waiting) acks.emplace_back(std::move(item.ack), false);
+      lane.waiting.clear();
+    }
+    fire(acks);
+  }
+
+  void refuse(Item& item, Acks& acks) { acks.emplace_back(std::move(item.ack), false); }
+
+  void mark_hole(Lane& lane, std::int64_t seq, Acks& acks) {
+    if (lane.next && seq < *lane.next) return;  // a duplicate of a recorded seq: no gap
+    if (!lane.hole) {
+      lane.hole = seq;
+      ++lanes_with_hole;
+    } else if (seq < *lane.hole) {
+      lane.hole = seq;
+    }
+    for (auto it = lane.waiting.lower_bound(*lane.hole); it != lane.waiting.end();) {
+      refuse(it->second, acks);
+      it = lane.waiting.erase(it);
+    }
+  }
+
+  void accept(Lane& lane, Item item, Acks& acks) {
+    const std::int64_t seq = item.record.seq;
+    if ((lane.hole && seq >= *lane.hole) || (lane.next && seq < *lane.next)) {
+      return refuse(item, acks);
+    }
+    auto [it, inserted] = lane.waiting.try_emplace(seq, std::move(item));
+    if (!inserted) refuse(item, acks);  // the same seq twice: the first one stands
+  }
+
+  void drop_stale(Lane& lane, Acks& acks) {
+    if (!lane.next) return;
+    for (auto it = lane.waiting.begin(); it != lane.waiting.end() && it->first < *lane.next;) {
+      refuse(it->second, acks);
+      it = lane.waiting.erase(it);
+    }
+  }
+
+  void note_error(std::string message) {
+    std::lock_guard lock(error_mutex);
+    last_error = std::move(message);
+  }
+
+  void backoff(int attempt) {
+    const auto delay = options.retry_backoff * (1 << std::min(attempt, 6));
+    std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(2)));
+  }
+
+  bool load_next(const std::string& activity_id, Lane& lane, std::string& error) {
+    std::lock_guard lock(write_mutex);
+    auto stmt = writer->statement(kMaxSeq);
+    if (!stmt.ok()) {
+      error = stmt.error().detail;
+      return false;
+    }
+    StatementScope scope(*stmt);
+    bind_text(*stmt, 1, activity_id);
+    if (sqlite3_step(*stmt) != SQLITE_ROW) {
+      error = "reading MAX(seq) of '" + activity_id + "': " + message_of(writer->db());
+      return false;
+    }
+    lane.next = sqlite3_column_type(*stmt, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(*stmt, 0) + 1;
+    return true;
+  }
+
+  // One transaction for the whole batch. A constraint violation refuses that
+  // row and the rest of its activity's rows (they would follow a gap) while
+  // the other activities' rows still commit; any other error fails the batch.
+  bool commit_attempt(std::vector<Item>& batch, std::vector<char>& rejected, std::string& error) {
+    std::lock_guard lock(write_mutex);
+    std::fill(rejected.begin(), rejected.end(), 0);
+    sqlite3* db = writer->db();
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      error = "beginning a batch: " + message_of(db);
+      writer->rollback_if_open();
+      return false;
+    }
+    auto stmt = writer->statement(kInsertDraw);
+    if (!stmt.ok()) {
+      error = stmt.error().detail;
+      writer->rollback_if_open();
+      return false;
+    }
+    std::string_view refused_activity;
+    bool refusing = false;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const DrawRecord& r = batch[i].record;
+      if (refusing && r.activity_id == refused_activity) {
+        rejected[i] = 1;
+        continue;
+      }
+      refusing = false;
+      int rc = bind_draw(*stmt, r);
+      if (rc == SQLITE_OK) rc = sqlite3_step(*stmt);
+      const std::string message = rc == SQLITE_DONE ? std::string() : message_of(db);
+      sqlite3_reset(*stmt);
+      sqlite3_clear_bindings(*stmt);
+      if (rc == SQLITE_DONE) continue;
+      if (sqlite3_get_autocommit(db) != 0 || primary_code(rc) != SQLITE_CONSTRAINT) {
+        error = "inserting draw seq " + std::to_string(r.seq) + " of '" + r.activity_id + "': " + message;
+        writer->rollback_if_open();
+        return false;
+      }
+      rejected[i] = 1;
+      refusing = true;
+      refused_activity = r.activity_id;
+      note_error("refused draw seq " + std::to_string(r.seq) + " of '" + r.activity_id + "': " + message);
+    }
+    if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      error = "committing a batch: " + message_of(db);
+      writer->rollback_if_open();
+      return false;
+    }
+    return true;
+  }
+
+  void round(std::vector<Entry>& intake, std::unordered_map<std::string, std::int64_t>& refused) {
+    Acks acks;
+    std::set<std::string> touched;
+    for (Entry& entry : intake) {
+      if (auto* set = std::get_if<SetNextSeq>(&entry)) {
+        Lane& lane = lanes[set->activity_id];
+        lane.next = set->next_seq;
+        if (lane.hole) {
+          lane.hole.reset();
+          --lanes_with_hole;
+        }
+        drop_stale(lane, acks);
+        touched.insert(set->activity_id);
+        continue;
+      }
+      Item& item = std::get<Item>(entry);
+      std::string id = item.record.activity_id;
+      accept(lanes[id], std::move(item), acks);
+      touched.insert(std::move(id));
+    }
+    for (const auto& [id, seq] : refused) {
+      mark_hole(lanes[id], seq, acks);
+      touched.insert(id);
+    }
+
+    for (const std::string& id : touched) {
+      Lane& lane = lanes[id];
+      if (lane.next || lane.waiting.empty()) continue;
+      std::string error;
+      bool loaded = false;
+      for (int attempt = 0; attempt < std::max(1, options.commit_attempts) && !loaded; ++attempt) {
+        if (attempt > 0) backoff(attempt - 1);
+        loaded = load_next(id, lane, error);
+      }
+      if (!loaded) {
+        note_error(error);
+        failed_batches.fetch_add(1, std::memory_order_relaxed);
+        mark_hole(lane, lane.waiting.begin()->first, acks);
+        continue;
+      }
+      drop_stale(lane, acks);
+    }
+
+    std::vector<Item> batch;
+    for (const std::string& id : touched) {
+      Lane& lane = lanes[id];
+      if (!lane.next) continue;
+      std::int64_t expected = *lane.next;
+      while (!lane.waiting.empty() && lane.waiting.begin()->first == expected &&
+             (!lane.hole || expected < *lane.hole)) {
+        batch.push_back(std::move(lane.waiting.begin()->second));
+        lane.waiting.erase(lane.waiting.begin());
+        ++expected;
+      }
+    }
+
+    if (!batch.empty()) commit(batch, acks);
+    // Unhealthy while any activity has a hole: its later draws cannot be recorded.
+    is_healthy.store(lanes_with_hole == 0, std::memory_order_relaxed);
+    fire(acks);
+  }
+
+  void commit(std::vector<Item>& batch, Acks& acks) {
+    std::vector<char> rejected(batch.size(), 0);
+    std::string error;
+    bool done = false;
+    for (int attempt = 0; attempt < std::max(1, options.commit_attempts) && !done; ++attempt) {
+      if (attempt > 0) backoff(attempt - 1);
+      const auto begun = SteadyClock::now();
+      done = commit_attempt(batch, rejected, error);
+      if (done) {
+        last_commit_seconds.store(std::chrono::duration<double>(SteadyClock::now() - begun).count(),
+                                  std::memory_order_relaxed);
+      }
+    }
+
+    if (!done) {
+      // Those rows are not in the file and never will be: each activity of
+      // the batch now has a hole at its first row here.
+      note_error(error);
+      failed_batches.fetch_add(1, std::memory_order_relaxed);
+      for (Item& item : batch) {
+        Lane& lane = lanes[item.record.activity_id];
+        mark_hole(lane, item.record.seq, acks);
+        refuse(item, acks);
+      }
+      return;
+    }
+
+    // Durable now: the COMMIT above returned, so every ack(true) below
+    // describes a row that is in the file (on disk with synchronous=FULL).
+    std::uint64_t rows = 0;
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      Item& item = batch[i];
+      Lane& lane = lanes[item.record.activity_id];
+      if (rejected[i] != 0) {
+        mark_hole(lane, item.record.seq, acks);
+        refuse(item, acks);
+        continue;
+      }
+      lane.next = item.record.seq + 1;
+      acks.emplace_back(std::move(item.ack), true);
+      ++rows;
+    }
+    committed_rows.fetch_add(rows, std::memory_order_relaxed);
+    committed_batches.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  void fire(Acks& acks) {
+    for (auto& [ack, durable] : acks) {
+      pending.fetch_sub(1, std::memory_order_relaxed);
+      call_ack(ack, durable);
+    }
+    acks.clear();
+  }
+
+  // ---- reads ------------------------------------------------------------
+
+  class Lease {
+   public:
+    Lease(Impl& impl, std::unique_ptr<Connection> conn) : impl_(&impl), conn_(std::move(conn)) {}
+    Lease(Lease&& other) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    ~Lease() {
+      if (!conn_ || discard_) return;
+      std::lock_guard lock(impl_->read_mutex);
+      if (impl_->idle_readers.size() < impl_->options.read_connections) {
+        impl_->idle_readers.push_back(std::move(conn_));
+      }
+    }
+    Connection& operator*() const { return *conn_; }
+    void discard() { discard_ = true; }
+
+   private:
+    Impl* impl_;
+    std::unique_ptr<Connection> conn_;
+    bool discard_ = false;
+  };
+
+  Result<Lease> acquire() {
+    {
+      std::lock_guard lock(read_mutex);
+      if (!idle_readers.empty()) {
+        auto conn = std::move(idle_readers.back());
+        idle_readers.pop_back();
+        return Lease(*this, std::move(conn));
+      }
+    }
+    auto conn = Connection::open(options.path, false, options.busy_timeout);
+    if (!conn.ok()) return conn.error();
+    return Lease(*this, std::move(conn.value()));
+  }
+
+  // Runs body(connection) on a pooled read connection; a connection that saw
+  // an error is closed rather than reused.
+  template <class T, class Body>
+  Result<T> read(std::string_view what, Body&& body) {
+    try {
+      auto lease = acquire();
+      if (!lease.ok()) return make_error(ErrorKind::unavailable, std::string(what) + ": " + lease.error().detail);
+      Result<T> result = body(**lease);
+      if (!result.ok()) {
+        lease->discard();
+        if (result.error().kind == ErrorKind::unavailable) {
+          return make_error(ErrorKind::unavailable, std::string(what) + ": " + result.error().detail);
+        }
+      }
+      return result;
+    } catch (const std::exception& e) {
+      return make_error(ErrorKind::internal, std::string(what) + ": " + e.what());
+    } catch (...) {
+      return make_error(ErrorKind::internal, std::string(what) + ": unexpected failure");
+    }
+  }
+
+  // Runs body(connection) on the writer connection (save_*), in autocommit:
+  // the statement is its own transaction, durable when it returns.
+  Status write(std::string_view what, const std::function<Status(Connection&)>& body) {
+    try {
+      std::lock_guard lock(write_mutex);
+      Status status = body(*writer);
+      if (!status.ok()) {
+        writer->rollback_if_open();
+        return make_error(status.error().kind, std::string(what) + ": " + status.error().detail);
+      }
+      return status;
+    } catch (const std::exception& e) {
+      return make_error(ErrorKind::internal, std::string(what) + ": " + e.what());
+    } catch (...) {
+      return make_error(ErrorKind::internal, std::string(what) + ": unexpected failure");
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------
+
+SqliteSink::SqliteSink(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SqliteSink::~SqliteSink() { flush_and_stop(); }
+
+Result<std::unique_ptr<SqliteSink>> SqliteSink::open(SqliteSinkOptions options) {
+  try {
+    if (options.path.empty()) return make_error(ErrorKind::invalid_request, "SQLite path is empty");
+    options.batch_max = std::max<std::size_t>(options.batch_max, 1);
+    options.max_queue = std::max<std::size_t>(options.max_queue, 1);
+    auto impl = std::make_unique<Impl>(std::move(options));
+    if (auto opened = impl->open_writer(); !opened.ok()) return opened.error();
+    Impl* raw = impl.get();
+    raw->thread = std::thread([raw] { raw->run(); });
+    return std::unique_ptr<SqliteSink>(new SqliteSink(std::move(impl)));
+  } catch (const std::exception& e) {
+    return make_error(ErrorKind::unavailable, std::string("opening the SQLite sink: ") + e.what());
+  }
+}
+
+void SqliteSink::append(DrawRecord record, Ack ack) { impl_->append(std::move(record), std::move(ack)); }
+
+void SqliteSink::flush_and_stop() {
+  try {
+    impl_->stop();
+  } catch (...) {
+    // join() can only throw on misuse that stop() already rules out.
+  }
+}
+
+bool SqliteSink::healthy() const { return impl_->is_healthy.load(std::memory_order_relaxed); }
+
+SinkStats SqliteSink::stats() const {
+  SinkStats s;
+  s.queue_depth = impl_->pending.load(std::memory_order_relaxed);
+  s.committed_rows = impl_->committed_rows.load(std::memory_order_relaxed);
+  s.committed_batches = impl_->committed_batches.load(std::memory_order_relaxed);
+  s.failed_batches = impl_->failed_batches.load(std::memory_order_relaxed);
+  s.last_commit_seconds = impl_->last_commit_seconds.load(std::memory_order_relaxed);
+  return s;
+}
+
+void SqliteSink::set_next_seq(std::string activity_id, std::int64_t next_seq) {
+  try {
+    impl_->set_next_seq(std::move(activity_id), next_seq);
+  } catch (...) {
+    impl_->note_error("set_next_seq: out of memory");
+  }
+}
+
+std::string SqliteSink::last_error() const {
+  std::lock_guard lock(impl_->error_mutex);
+  return impl_->last_error;
+}
+
+Result<std::optional<DrawRecord>> SqliteSink::find_draw(std::string_view draw_id) {
+  return impl_->read<std::optional<DrawRecord>>(
+      "reading a draw", [&](Connection& c) -> Result<std::optional<DrawRecord>> {
+        auto stmt = c.statement(kFindDraw);
+        if (!stmt.ok()) return stmt.error();
+        StatementScope scope(*stmt);
+        bind_text(*stmt, 1, draw_id);
+        std::optional<DrawRecord> found;
+        auto ran = run_rows(c, *stmt, "reading a draw", [&](sqlite3_stmt* s) { found = read_draw(s); });
+        if (!ran.ok()) return ran.error();
+        return found;
+      });
+}
+
+Result<std::optional<DrawRecord>> SqliteSink::find_by_idempotency_key(std::string_view activity_id,
+                                                                      std::string_view key) {
+  return impl_->read<std::optional<DrawRecord>>(
+      "looking up an idempotency key", [&](Connection& c) -> Result<std::optional<DrawRecord>> {
+        auto stmt = c.statement(kFindByKey);
+        if (!stmt.ok()) return stmt.error();
+        StatementScope scope(*stmt);
+        bind_text(*stmt, 1, activity_id);
+        bind_text(*stmt, 2, key);
+        std::optional<DrawRecord> found;
+        auto ran = run_rows(c, *stmt, "reading a draw", [&](sqlite3_stmt* s) { found = read_draw(s); });
+        if (!ran.ok()) return ran.error();
+        return found;
+      });
+}
+
+Result<DrawPage> SqliteSink::activity_draws(std::string_view activity_id, std::int64_t after_seq,
+                                            std::size_t limit) {
+  if (limit == 0) return DrawPage{};
+  return impl_->read<DrawPage>("reading the audit trail", [&](Connection& c) -> Result<DrawPage> {
+    auto stmt = c.statement(kActivityDraws);
+    if (!stmt.ok()) return stmt.error();
+    StatementScope scope(*stmt);
+    bind_text(*stmt, 1, activity_id);
+    sqlite3_bind_int64(*stmt, 2, after_seq);
+    sqlite3_bind_int64(*stmt, 3, to_i64(limit) + 1);  // one more tells whether a next page exists
+    DrawPage page;
+    bool more = false;
+    auto ran = run_rows(c, *stmt, "reading draws", [&](sqlite3_stmt* s) {
+      if (page.items.size() < limit) {
+        page.items.push_back(read_draw(s));
+      } else {
+        more = true;
+      }
+    });
+    if (!ran.ok()) return ran.error();
+    if (more) page.next = std::to_string(page.items.back().seq);
+    return page;
+  });
+}
+
+Result<DrawPage> SqliteSink::user_draws(std::string_view user_id,
+                                        std::optional<std::string_view> activity_id,
+                                        std::optional<std::string_view> cursor, std::size_t limit) {
+  std::optional<std::pair<std::int64_t, std::string>> after;
+  if (cursor) {
+    try {
+      after = decode_user_cursor(*cursor);
+    } catch (...) {
+      after.reset();
+    }
+    if (!after) return make_error(ErrorKind::invalid_request, "cursor: not a cursor this list returned");
+  }
+  if (limit == 0) return DrawPage{};
+  return impl_->read<DrawPage>("reading a user's draws", [&](Connection& c) -> Result<DrawPage> {
+    auto stmt = c.statement(after ? kUserDrawsAfter : kUserDrawsFirst);
+    if (!stmt.ok()) return stmt.error();
+    StatementScope scope(*stmt);
+    bind_text(*stmt, 1, user_id);
+    if (activity_id) {
+      bind_text(*stmt, 2, *activity_id);
+    } else {
+      sqlite3_bind_null(*stmt, 2);
+    }
+    sqlite3_bind_int64(*stmt, 3, to_i64(limit) + 1);
+    if (after) {
+      sqlite3_bind_int64(*stmt, 4, after->first);
+      bind_text(*stmt, 5, after->second);
+    }
+    DrawPage page;
+    bool more = false;
+    auto ran = run_rows(c, *stmt, "reading draws", [&](sqlite3_stmt* s) {
+      if (page.items.size() < limit) {
+        page.items.push_back(read_draw(s));
+      } else {
+        more = true;
+      }
+    });
+    if (!ran.ok()) return ran.error();
+    if (more) page.next = encode_user_cursor(page.items.back());
+    return page;
+  });
+}
+
+Result<std::vector<DrawRecord>> SqliteSink::draws_since(std::string_view activity_id,
+                                                        std::int64_t since_ms, std::size_t limit) {
+  if (limit == 0) return std::vector<DrawRecord>{};
+  return impl_->read<std::vector<DrawRecord>>(
+      "reading recent draws", [&](Connection& c) -> Result<std::vector<DrawRecord>> {
+        auto stmt = c.statement(kDrawsSince);
+        if (!stmt.ok()) return stmt.error();
+        StatementScope scope(*stmt);
+        bind_text(*stmt, 1, activity_id);
+        sqlite3_bind_int64(*stmt, 2, since_ms);
+        sqlite3_bind_int64(*stmt, 3, to_i64(limit));
+        std::vector<DrawRecord> rows;
+        auto ran = run_rows(c, *stmt, "reading draws", [&](sqlite3_stmt* s) { rows.push_back(read_draw(s)); });
+        if (!ran.ok()) return ran.error();
+        return rows;
+      });
+}
+
+Result<std::vector<std::pair<std::string, std::int64_t>>> SqliteSink::user_counts_since(
+    std::string_view activity_id, std::int64_t since_ms) {
+  using Counts = std::vector<std::pair<std::string, std::int64_t>>;
+  return impl_->read<Counts>("counting draws per user", [&](Connection& c) -> Result<Counts> {
+    auto stmt = c.statement(kUserCountsSince);
+    if (!stmt.ok()) return stmt.error();
+    StatementScope scope(*stmt);
+    bind_text(*stmt, 1, activity_id);
+    sqlite3_bind_int64(*stmt, 2, since_ms);
+    Counts counts;
+    auto ran = run_rows(c, *stmt, "counting draws", [&](sqlite3_stmt* s) {
+      counts.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
+    });
+    if (!ran.ok()) return ran.error();
+    return counts;
+  });
+}
+
+Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id) {
+  return impl_->read<ActivityTotals>("loading totals", [&](Connection& c) -> Result<ActivityTotals> {
+    // One read transaction: all four answers describe the same snapshot.
+    if (auto begun = c.exec("BEGIN", "starting a read"); !begun.ok()) return begun.error();
+    ActivityTotals totals;
+    auto query = [&](std::string_view sql, auto&& on_row) -> Status {
+      auto stmt = c.statement(sql);
+      if (!stmt.ok()) return stmt.error();
+      StatementScope scope(*stmt);
+      bind_text(*stmt, 1, activity_id);
+      return run_rows(c, *stmt, "reading totals", on_row);
+    };
+    Status status = query(kMaxSeq, [&](sqlite3_stmt* s) {
+      totals.next_seq = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0) + 1;
+    });
+    if (status.ok()) {
+      status = query(kWinsByPrize, [&](sqlite3_stmt* s) {
+        totals.wins_by_prize.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
+      });
+    }
+    if (status.ok()) {
+      status = query(kDrawsByUser, [&](sqlite3_stmt* s) {
+        totals.draws_by_user.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
+      });
+    }
+    if (status.ok()) {
+      status = query(kFirstSeqByEpoch, [&](sqlite3_stmt* s) {
+        totals.first_seq_by_epoch.emplace_back(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1));
+      });
+    }
+    if (!status.ok()) {
+      c.rollback_if_open();
+      return status.error();
+    }
+    if (auto ended = c.exec("COMMIT", "ending a read"); !ended.ok()) return ended.error();
+    return totals;
+  });
+}
+
+Status SqliteSink::save_activity(const StoredActivity& activity) {
+  return impl_->write("saving activity '" + activity.id + "'", [&](Connection& c) -> Status {
+    auto stmt = c.statement(kSaveActivity);
+    if (!stmt.ok()) return stmt.error();
+    StatementScope scope(*stmt);
+    bind_text(*stmt, 1, activity.id);
+    bind_text(*stmt, 2, activity.config_json);
+    sqlite3_bind_int(*stmt, 3, activity.ended ? 1 : 0);
+    sqlite3_bind_int64(*stmt, 4, activity.created_at_ms);
+    sqlite3_bind_int64(*stmt, 5, activity.updated_at_ms);
+    if (sqlite3_step(*stmt) != SQLITE_DONE) return db_error("writing", c.db());
+    return ok_status();
+  });
+}
+
+Result<std::vector<StoredActivity>> SqliteSink::load_activities() {
+  using Activities = std::vector<StoredActivity>;
+  return impl_->read<Activities>("loading activities", [&](Connection& c) -> Result<Activities> {
+    auto stmt = c.statement(kLoadActivities);
+    if (!stmt.ok()) return stmt.error();
+    StatementScope scope(*stmt);
+    Activities activities;
+    auto ran = run_rows(c, *stmt, "reading activities", [&](sqlite3_stmt* s) {
+      StoredActivity a;
+      a.id = column_string(s, 0);
+      a.config_json = column_string(s, 1);
+      a.ended = sqlite3_column_int64(s, 2) != 0;
+      a.created_at_ms = sqlite3_column_int64(s, 3);
+      a.updated_at_ms = sqlite3_column_int64(s, 4);
+      activities.push_back(std::move(a));
+    });
+    if (!ran.ok()) return ran.error();
+    return activities;
+  });
+}
+
+Status SqliteSink::save_epoch(const EpochRecord& epoch) {
+  const std::string what =
+      "saving epoch " + std::to_string(epoch.epoch) + " of '" + epoch.activity_id + "'";
+  if (epoch.epoch_size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return make_error(ErrorKind::internal, what + ": epoch_size out of range");
+  }
+  std::string prizes;
+  try {
+    prizes = prizes_to_json(epoch.prizes);
+  } catch (const std::exception& e) {
+    return make_error(ErrorKind::internal, what + ": " + e.what());
+  }
+  return impl_->write(what, [&](Connection& c) -> Status {
+    auto stmt = c.statement(kSaveEpoch);
+    if (!stmt.ok()) return stmt.error();
+    StatementScope scope(*stmt);
+    bind_text(*stmt, 1, epoch.activity_id);
+    sqlite3_bind_int64(*stmt, 2, epoch.epoch);
+    sqlite3_bind_blob(*stmt, 3, epoch.seed.data(), static_cast<int>(epoch.seed.size()), kStatic);
+    bind_text(*stmt, 4, epoch.commitment);
+    bind_text(*stmt, 5, prizes);
+    sqlite3_bind_int64(*stmt, 6, epoch.miss_weight);
+    sqlite3_bind_int64(*stmt, 7, static_cast<std::int64_t>(epoch.epoch_size));
+    bind_optional(*stmt, 8, epoch.first_seq);
+    bind_optional(*stmt, 9, epoch.revealed_at_ms);
+    if (sqlite3_step(*stmt) != SQLITE_DONE) return db_error("writing", c.db());
+    return ok_status();
+  });
+}
+
+Result<std::vector<EpochRecord>> SqliteSink::load_epochs(std::string_view activity_id) {
+  using Epochs = std::vector<EpochRecord>;
+  return impl_->read<Epochs>("loading epochs", [&](Connection& c) -> Result<Epochs> {
+    auto stmt = c.statement(kLoadEpochs);
+    if (!stmt.ok()) return stmt.error();
+    StatementScope scope(*stmt);
+    bind_text(*stmt, 1, activity_id);
+    Epochs epochs;
+    std::optional<std::string> malformed;
+    auto ran = run_rows(c, *stmt, "reading epochs", [&](sqlite3_stmt* s) {
+      if (malformed) return;
+      EpochRecord e;
+      e.activity_id = column_string(s, 0);
+      e.epoch = sqlite3_column_int64(s, 1);
+      const std::string where = "epoch " + std::to_string(e.epoch) + " of '" + e.activity_id + "'";
+      const void* seed = sqlite3_column_blob(s, 2);
+      if (seed == nullptr || sqlite3_column_bytes(s, 2) != static_cast<int>(e.seed.size())) {
+        malformed = where + " has a malformed seed";
+        return;
+      }
+      std::memcpy(e.seed.data(), seed, e.seed.size());
+      e.commitment = column_string(s, 3);
+      auto prizes = prizes_from_json(column_string(s, 4));
+      const std::int64_t miss = sqlite3_column_int64(s, 5);
+      const std::int64_t size = sqlite3_column_int64(s, 6);
+      if (!prizes || miss < 0 || miss > std::numeric_limits<std::uint32_t>::max() || size < 0) {
+        malformed = where + " has malformed prizes or sizes";
+        return;
+      }
+      e.prizes = std::move(*prizes);
+      e.miss_weight = static_cast<std::uint32_t>(miss);
+      e.epoch_size = static_cast<std::uint64_t>(size);
+      e.first_seq = column_optional_i64(s, 7);
+      e.revealed_at_ms = column_optional_i64(s, 8);
+      epochs.push_back(std::move(e));
+    });
+    if (!ran.ok()) return ran.error();
+    if (malformed) return make_error(ErrorKind::internal, *malformed);
+    return epochs;
+  });
+}
+
+}  // namespace fairdraw

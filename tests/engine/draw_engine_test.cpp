@@ -1,0 +1,425 @@
+// DrawEngine against the real SqliteSink: the draw path, idempotency, quotas,
+// stock under concurrency, epochs and reveals, admin changes, and recovery.
+#include "fairdraw/engine/draw_engine.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <condition_variable>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "fairdraw/app/json_codec.hpp"
+#include "fairdraw/sink/sqlite_sink.hpp"
+
+namespace fairdraw {
+namespace {
+
+constexpr std::int64_t kStart = 1'790'000'000'000;  // 2026-09-21
+
+// Holds acks until released, to catch a draw in flight. Wraps the real sink.
+class GatedSink final : public Sink {
+ public:
+  explicit GatedSink(Sink& inner) : inner_(inner) {}
+  void hold() { std::lock_guard l(m_); held_ = true; }
+  void release() {
+    std::vector<std::pair<DrawRecord, Ack>> pending;
+    {
+      std::lock_guard l(m_);
+      held_ = false;
+      pending.swap(pending_);
+    }
+    for (auto& [r, a] : pending) inner_.append(std::move(r), std::move(a));
+  }
+  void append(DrawRecord record, Ack ack) override {
+    {
+      std::lock_guard l(m_);
+      if (held_) {
+        pending_.emplace_back(std::move(record), std::move(ack));
+        return;
+      }
+    }
+    inner_.append(std::move(record), std::move(ack));
+  }
+  void flush_and_stop() override { release(); inner_.flush_and_stop(); }
+  bool healthy() const override { return inner_.healthy(); }
+  SinkStats stats() const override { return inner_.stats(); }
+  Result<std::optional<DrawRecord>> find_draw(std::string_view id) override {
+    return inner_.find_draw(id);
+  }
+  Result<std::optional<DrawRecord>> find_by_idempotency_key(std::string_view a,
+                                                            std::string_view k) override {
+    return inner_.find_by_idempotency_key(a, k);
+  }
+  Result<DrawPage> activity_draws(std::string_view a, std::int64_t after, std::size_t n) override {
+    return inner_.activity_draws(a, after, n);
+  }
+  Result<DrawPage> user_draws(std::string_view u, std::optional<std::string_view> a,
+                              std::optional<std::string_view> c, std::size_t n) override {
+    return inner_.user_draws(u, a, c, n);
+  }
+  Result<std::vector<DrawRecord>> draws_since(std::string_view a, std::int64_t s,
+                                              std::size_t n) override {
+    return inner_.draws_since(a, s, n);
+  }
+  Result<std::vector<std::pair<std::string, std::int64_t>>> user_counts_since(
+      std::string_view a, std::int64_t s) override {
+    return inner_.user_counts_since(a, s);
+  }
+  Status save_activity(const StoredActivity& a) override { return inner_.save_activity(a); }
+  Result<std::vector<StoredActivity>> load_activities() override { return inner_.load_activities(); }
+  Status save_epoch(const EpochRecord& e) override { return inner_.save_epoch(e); }
+  Result<std::vector<EpochRecord>> load_epochs(std::string_view a) override {
+    return inner_.load_epochs(a);
+  }
+  Result<ActivityTotals> load_totals(std::string_view a) override { return inner_.load_totals(a); }
+
+ private:
+  Sink& inner_;
+  std::mutex m_;
+  bool held_ = false;
+  std::vector<std::pair<DrawRecord, Ack>> pending_;
+};
+
+ActivityConfig make_config(std::vector<std::pair<std::uint32_t, std::int64_t>> prizes,
+                           std::uint32_t miss) {
+  ActivityConfig c;
+  c.name = "test";
+  c.miss_weight = miss;
+  for (std::size_t i = 0; i < prizes.size(); ++i) {
+    c.prizes.push_back(Prize{"p" + std::to_string(i), "Prize " + std::to_string(i),
+                             prizes[i].first, prizes[i].second});
+  }
+  return c;
+}
+
+class DrawEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/fd-engine-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    open();
+  }
+  void TearDown() override {
+    close();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void open(DrawEngineOptions options = {}) {
+    SqliteSinkOptions sink_options;
+    sink_options.path = dir_ + "/fd.db";
+    auto sink = SqliteSink::open(sink_options);
+    ASSERT_TRUE(sink.ok()) << sink.error().detail;
+    sink_ = std::move(sink.value());
+    gate_ = std::make_unique<GatedSink>(*sink_);
+    options.encode_config = [](const ActivityConfig& a) { return app::activity_config_json(a).dump(); };
+    options.decode_config = [](const std::string& s) {
+      return app::parse_activity(nlohmann::json::parse(s));
+    };
+    if (options.prepare_ahead_draws == DrawEngineOptions{}.prepare_ahead_draws) {
+      options.prepare_ahead_draws = 1;
+    }
+    engine_ = std::make_unique<DrawEngine>(options, *gate_, clock_, entropy_);
+    auto recovered = engine_->recover();
+    ASSERT_TRUE(recovered.ok()) << recovered.error().detail;
+  }
+  void close() {
+    engine_.reset();
+    if (gate_) gate_->flush_and_stop();
+    gate_.reset();
+    sink_.reset();
+  }
+
+  Result<DrawOutcome> draw(const std::string& user, const std::string& key,
+                           const std::string& activity = "a") {
+    std::promise<Result<DrawOutcome>> promise;
+    auto future = promise.get_future();
+    engine_->draw(DrawCommand{activity, user, key, clock_.now_ms()},
+                  [&promise](Result<DrawOutcome> r) { promise.set_value(std::move(r)); });
+    return future.get();
+  }
+
+  std::string dir_;
+  ManualClock clock_{kStart};
+  FixedEntropy entropy_{7};
+  std::unique_ptr<SqliteSink> sink_;
+  std::unique_ptr<GatedSink> gate_;
+  std::unique_ptr<DrawEngine> engine_;
+};
+
+TEST_F(DrawEngineTest, DrawIsRecordedBeforeItIsAcknowledged) {
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
+  auto r = draw("alice", "k1");
+  ASSERT_TRUE(r.ok()) << r.error().detail;
+  EXPECT_EQ(r->record.seq, 0);
+  EXPECT_FALSE(r->replayed);
+  auto stored = sink_->find_draw(r->record.draw_id);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_TRUE(stored.value().has_value()) << "acknowledged draw must already be in the database";
+  EXPECT_EQ(stored.value()->seq, 0);
+  EXPECT_EQ(stored.value()->won, r->record.won);
+}
+
+TEST_F(DrawEngineTest, UnknownActivityIsNotFound) {
+  auto r = draw("alice", "k1", "nope");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().kind, ErrorKind::activity_not_found);
+}
+
+TEST_F(DrawEngineTest, SameKeyReplaysAndDifferentBodyIsRefused) {
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
+  auto first = draw("alice", "k1");
+  ASSERT_TRUE(first.ok());
+  auto again = draw("alice", "k1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->record.draw_id, first->record.draw_id);
+  auto other = draw("bob", "k1");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().kind, ErrorKind::idempotency_key_reused);
+  // Keys are scoped per activity.
+  ASSERT_TRUE(engine_->put_activity("b", make_config({{1, 10}}, 1), kStart).ok());
+  auto elsewhere = draw("alice", "k1", "b");
+  ASSERT_TRUE(elsewhere.ok());
+  EXPECT_FALSE(elsewhere->replayed);
+}
+
+TEST_F(DrawEngineTest, DuplicateWhileDrawingIsInFlight) {
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
+  gate_->hold();
+  std::promise<Result<DrawOutcome>> first;
+  engine_->draw(DrawCommand{"a", "alice", "k1", kStart},
+                [&first](Result<DrawOutcome> r) { first.set_value(std::move(r)); });
+  auto second = draw("alice", "k1");
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().kind, ErrorKind::request_in_flight);
+  gate_->release();
+  auto done = first.get_future().get();
+  ASSERT_TRUE(done.ok());
+  auto replay = draw("alice", "k1");
+  ASSERT_TRUE(replay.ok());
+  EXPECT_TRUE(replay->replayed);
+}
+
+TEST_F(DrawEngineTest, QuotaRefusalTakesNoSequenceNumber) {
+  auto config = make_config({{1, 100}}, 1);
+  config.max_draws_per_user = 2;
+  ASSERT_TRUE(engine_->put_activity("a", config, kStart).ok());
+  ASSERT_TRUE(draw("alice", "k1").ok());
+  ASSERT_TRUE(draw("alice", "k2").ok());
+  auto third = draw("alice", "k3");
+  ASSERT_FALSE(third.ok());
+  EXPECT_EQ(third.error().kind, ErrorKind::quota_exhausted);
+  auto bob = draw("bob", "k4");
+  ASSERT_TRUE(bob.ok());
+  EXPECT_EQ(bob->record.seq, 2);
+  // The refused key was released: a retry is evaluated again (and refused again).
+  auto retry = draw("alice", "k3");
+  ASSERT_FALSE(retry.ok());
+  EXPECT_EQ(retry.error().kind, ErrorKind::quota_exhausted);
+}
+
+TEST_F(DrawEngineTest, PerDayQuotaResetsOnTheNextLocalDay) {
+  auto config = make_config({{1, 100}}, 1);
+  config.max_draws_per_user_per_day = 1;
+  config.time_zone = "Asia/Kolkata";
+  ASSERT_TRUE(engine_->put_activity("a", config, kStart).ok());
+  ASSERT_TRUE(draw("alice", "k1").ok());
+  auto refused = draw("alice", "k2");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, ErrorKind::quota_exhausted);
+  clock_.advance(24 * 3600 * 1000);
+  EXPECT_TRUE(draw("alice", "k3").ok());
+}
+
+TEST_F(DrawEngineTest, WindowAndEndMakeTheActivityInactive) {
+  auto config = make_config({{1, 100}}, 1);
+  config.starts_at_ms = kStart + 60'000;
+  ASSERT_TRUE(engine_->put_activity("a", config, kStart).ok());
+  auto early = draw("alice", "k1");
+  ASSERT_FALSE(early.ok());
+  EXPECT_EQ(early.error().kind, ErrorKind::activity_not_active);
+  clock_.advance(60'000);
+  ASSERT_TRUE(draw("alice", "k2").ok());
+  ASSERT_TRUE(engine_->end_activity("a", clock_.now_ms()).ok());
+  auto late = draw("alice", "k3");
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().kind, ErrorKind::activity_not_active);
+  auto put = engine_->put_activity("a", config, clock_.now_ms());
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.error().kind, ErrorKind::activity_not_active);
+  EXPECT_EQ(engine_->get_activity("a", clock_.now_ms())->status, ActivityStatus::ended);
+}
+
+TEST_F(DrawEngineTest, ConcurrentDrawsNeverOversellAndKeepSeqContiguous) {
+  // W = 10: 4 gold (stock 3), 2 silver (stock 5), 4 misses.
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{4, 3}, {2, 5}}, 4), kStart).ok());
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 250;
+  std::mutex m;
+  std::vector<DrawRecord> results;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+        auto r = draw("u" + std::to_string(i % 50), key);
+        ASSERT_TRUE(r.ok()) << r.error().detail;
+        std::lock_guard l(m);
+        results.push_back(r->record);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::int64_t> seqs;
+  std::map<std::string, int> wins;
+  for (const auto& r : results) {
+    seqs.insert(r.seq);
+    if (r.won) ++wins[*r.prize_id];
+  }
+  ASSERT_EQ(seqs.size(), results.size());
+  EXPECT_EQ(*seqs.begin(), 0);
+  EXPECT_EQ(*seqs.rbegin(), static_cast<std::int64_t>(results.size()) - 1);
+  EXPECT_EQ(wins["p0"], 3);
+  EXPECT_EQ(wins["p1"], 5);
+  auto view = engine_->get_activity("a", clock_.now_ms());
+  EXPECT_EQ(view->prizes[0].remaining, 0);
+  EXPECT_EQ(view->prizes[1].remaining, 0);
+}
+
+TEST_F(DrawEngineTest, FullEpochRevealsASeedThatReproducesEveryCandidate) {
+  const auto config = make_config({{2, 100}, {3, 100}}, 5);  // W = 10
+  ASSERT_TRUE(engine_->put_activity("a", config, kStart).ok());
+  std::vector<DrawRecord> draws;
+  for (int i = 0; i < 10; ++i) {
+    auto before = engine_->fairness("a");
+    ASSERT_TRUE(before.ok());
+    EXPECT_FALSE(before.value()[0].revealed) << "seed revealed before the epoch is over";
+    auto r = draw("u" + std::to_string(i), "k" + std::to_string(i));
+    ASSERT_TRUE(r.ok());
+    draws.push_back(r->record);
+  }
+  auto fairness = engine_->fairness("a");
+  ASSERT_TRUE(fairness.ok());
+  const EpochView& epoch0 = fairness.value()[0];
+  ASSERT_TRUE(epoch0.revealed);
+  ASSERT_TRUE(epoch0.first_seq.has_value());
+  EXPECT_EQ(*epoch0.first_seq, 0);
+  EXPECT_EQ(commitment_hex(epoch0.record.seed), epoch0.record.commitment);
+  const std::vector<std::uint32_t> weights = {2, 3};
+  const auto deck = build_deck(epoch0.record.seed, weights, 5);
+  for (const auto& r : draws) {
+    EXPECT_EQ(r.epoch, 0);
+    const Card card = deck[static_cast<std::size_t>(r.slot)];
+    if (card == kMissCard) {
+      EXPECT_FALSE(r.candidate_id.has_value());
+    } else {
+      ASSERT_TRUE(r.candidate_id.has_value());
+      EXPECT_EQ(*r.candidate_id, config.prizes[card].id);
+    }
+  }
+  // The next draw starts epoch 1, whose seed stays hidden.
+  auto next = draw("late", "k-late");
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->record.epoch, 1);
+  EXPECT_EQ(next->record.slot, 0);
+  auto after = engine_->fairness("a");
+  EXPECT_FALSE(after.value()[1].revealed);
+}
+
+TEST_F(DrawEngineTest, ChangingTheDeckEndsTheEpochAtTheBoundary) {
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{2, 100}}, 8), kStart).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(draw("u", "k" + std::to_string(i)).ok());
+  // Same deck (only stock changes): the epoch goes on.
+  ASSERT_FALSE(engine_->put_activity("a", make_config({{2, 50}}, 8), kStart).value());
+  auto same = draw("u", "k3");
+  ASSERT_TRUE(same.ok());
+  EXPECT_EQ(same->record.epoch, 0);
+  EXPECT_EQ(same->record.slot, 3);
+  // New weights: epoch 0 ends (seed revealed), a new epoch starts at seq 4, slot 0.
+  ASSERT_FALSE(engine_->put_activity("a", make_config({{5, 100}}, 5), kStart).value());
+  auto changed = draw("u", "k4");
+  ASSERT_TRUE(changed.ok());
+  EXPECT_EQ(changed->record.seq, 4);
+  EXPECT_EQ(changed->record.slot, 0);
+  EXPECT_GT(changed->record.epoch, 0);
+  auto fairness = engine_->fairness("a").value();
+  EXPECT_TRUE(fairness[0].revealed);
+  EXPECT_EQ(fairness[0].first_seq, 0);
+  const auto& current = fairness[static_cast<std::size_t>(changed->record.epoch)];
+  EXPECT_FALSE(current.revealed);
+  EXPECT_EQ(current.first_seq, 4);
+  EXPECT_EQ(current.record.epoch_size, 10u);
+  for (const auto& e : fairness) {
+    if (e.record.epoch > 0 && e.record.epoch < changed->record.epoch) {
+      EXPECT_TRUE(e.revealed) << "epoch prepared ahead for the old deck must be voided";
+      EXPECT_FALSE(e.first_seq.has_value());
+    }
+  }
+}
+
+TEST_F(DrawEngineTest, RecoveryContinuesSequenceStockQuotasEpochAndKeys) {
+  auto config = make_config({{3, 2}}, 97);  // W = 100
+  config.max_draws_per_user = 3;
+  ASSERT_TRUE(engine_->put_activity("a", config, kStart).ok());
+  std::vector<DrawRecord> before;
+  for (int i = 0; i < 30; ++i) {
+    auto r = draw("u" + std::to_string(i % 10), "k" + std::to_string(i));
+    ASSERT_TRUE(r.ok());
+    before.push_back(r->record);
+  }
+  const auto view_before = engine_->get_activity("a", clock_.now_ms()).value();
+  const auto commitment = engine_->fairness("a").value()[0].record.commitment;
+  close();
+  open();
+  auto view = engine_->get_activity("a", clock_.now_ms());
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->draws, 30);
+  EXPECT_EQ(view->prizes[0].remaining, view_before.prizes[0].remaining);
+  // Quota: every user has 3 draws already.
+  auto refused = draw("u1", "k-new");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, ErrorKind::quota_exhausted);
+  // Keys survive.
+  auto replay = draw("u0", "k0");
+  ASSERT_TRUE(replay.ok());
+  EXPECT_TRUE(replay->replayed);
+  EXPECT_EQ(replay->record.draw_id, before[0].draw_id);
+  // Sequence and epoch continue where they were.
+  auto next = draw("fresh", "k-fresh");
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->record.seq, 30);
+  EXPECT_EQ(next->record.epoch, 0);
+  EXPECT_EQ(next->record.slot, 30);
+  EXPECT_EQ(engine_->fairness("a").value()[0].record.commitment, commitment);
+}
+
+TEST_F(DrawEngineTest, TokensAreRequiredWhenConfigured) {
+  close();
+  DrawEngineOptions options;
+  options.require_token = true;
+  open(options);
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
+  auto bogus = draw("alice", "not-a-token");
+  ASSERT_FALSE(bogus.ok());
+  EXPECT_EQ(bogus.error().kind, ErrorKind::invalid_token);
+  auto token = engine_->issue_token(clock_.now_ms());
+  ASSERT_TRUE(token.ok());
+  EXPECT_EQ(token->token.size(), 22u);
+  auto first = draw("alice", token->token);
+  ASSERT_TRUE(first.ok());
+  auto replay = draw("alice", token->token);
+  ASSERT_TRUE(replay.ok());
+  EXPECT_TRUE(replay->replayed);
+  auto expired = engine_->issue_token(clock_.now_ms());
+  clock_.advance(DrawEngineOptions{}.token_ttl_ms + 1);
+  auto late = draw("bob", expired->token);
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.error().kind, ErrorKind::invalid_token);
+}
+
+}  // namespace
+}  // namespace fairdraw

@@ -1,0 +1,286 @@
+// Idempotency table: the Idle/Drawing/Done state machine, ring-ordered expiry, eviction, restore,
+// and claims from many threads.
+#include "fairdraw/engine/idempotency.hpp"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <thread>
+#include <vector>
+
+namespace fairdraw {
+namespace {
+
+using Kind = IdempotencyTable::Claim::Kind;
+
+DrawRecord record(std::string_view activity, std::string_view key, std::int64_t seq, std::int64_t at_ms) {
+  DrawRecord r;
+  r.draw_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+  r.activity_id = std::string(activity);
+  r.idempotency_key = std::string(key);
+  r.user_id = "user";
+  r.seq = seq;
+  r.drawn_at_ms = at_ms;
+  return r;
+}
+
+TEST(IdempotencyTest, StateMachine) {
+  IdempotencyTable table(16, 60'000);
+  const std::uint64_t fp = draw_fingerprint("act", "alice");
+  auto first = table.claim("act", "k1", fp, 1'000);
+  ASSERT_EQ(first.kind, Kind::claimed);
+  ASSERT_NE(first.entry, nullptr);
+  EXPECT_EQ(first.entry->state.load(), IdemState::drawing);
+  EXPECT_EQ(first.entry->created_ms, 1'000);
+  EXPECT_EQ(table.size(), 1U);
+
+  EXPECT_EQ(table.claim("act", "k1", fp, 1'001).kind, Kind::in_flight);
+  EXPECT_EQ(table.claim("act", "k1", draw_fingerprint("act", "bob"), 1'001).kind, Kind::mismatch);
+
+  table.complete(first.entry, record("act", "k1", 7, 1'000));
+  auto again = table.claim("act", "k1", fp, 1'002);
+  ASSERT_EQ(again.kind, Kind::done);
+  EXPECT_EQ(again.entry, first.entry);
+  EXPECT_EQ(again.entry->result.seq, 7);
+  EXPECT_EQ(table.claim("act", "k1", draw_fingerprint("act", "bob"), 1'002).kind, Kind::mismatch);
+
+  // The scope is (activity, key): the same key elsewhere is a different entry.
+  EXPECT_EQ(table.claim("other", "k1", fp, 1'003).kind, Kind::claimed);
+  EXPECT_EQ(table.claim("act", "k2", fp, 1'003).kind, Kind::claimed);
+  EXPECT_EQ(table.size(), 3U);
+}
+
+TEST(IdempotencyTest, ReleaseAllowsAReclaim) {
+  IdempotencyTable table(16, 60'000);
+  auto first = table.claim("act", "k", 42, 0);
+  ASSERT_EQ(first.kind, Kind::claimed);
+  table.release(first.entry);
+  EXPECT_EQ(first.entry->state.load(), IdemState::idle);
+  EXPECT_EQ(table.claim("act", "k", 43, 1).kind, Kind::mismatch);
+  auto second = table.claim("act", "k", 42, 1);
+  ASSERT_EQ(second.kind, Kind::claimed);
+  EXPECT_EQ(second.entry, first.entry);
+  EXPECT_EQ(table.claim("act", "k", 42, 2).kind, Kind::in_flight);
+  table.complete(second.entry, record("act", "k", 1, 1));
+  table.release(second.entry);  // too late: a Done entry stays Done
+  EXPECT_EQ(table.claim("act", "k", 42, 3).kind, Kind::done);
+}
+
+TEST(IdempotencyTest, ExpiresInRingOrderWhileTheRingWraps) {
+  constexpr std::int64_t kTtl = 100;
+  IdempotencyTable table(4, kTtl);
+  for (int i = 0; i < 41; ++i) {
+    const std::int64_t now = 50 * i;
+    // Entries created at or before now - ttl go: exactly the one from two steps ago.
+    EXPECT_EQ(table.expire(now), i >= 2 ? 1U : 0U) << "step " << i;
+    auto claim = table.claim("act", "key" + std::to_string(i), 1, now);
+    ASSERT_EQ(claim.kind, Kind::claimed) << "step " << i;
+    table.complete(claim.entry, record("act", "key" + std::to_string(i), i, now));
+    EXPECT_EQ(table.size(), i >= 1 ? 2U : 1U);
+    if (i >= 1) {
+      EXPECT_EQ(table.claim("act", "key" + std::to_string(i - 1), 1, now).kind, Kind::done);
+    }
+  }
+  EXPECT_EQ(table.evicted_early(), 0U);
+  EXPECT_FALSE(table.maybe_evicted(2'000));
+  // An expired key is forgotten: it can be drawn again.
+  EXPECT_EQ(table.claim("act", "key0", 1, 2'050).kind, Kind::claimed);
+  EXPECT_EQ(table.expire(1'000'000), 2U);  // key39 and key40; then key0, Drawing, stops it
+  EXPECT_EQ(table.size(), 1U);
+}
+
+TEST(IdempotencyTest, ExpiryStopsAtADrawingHead) {
+  IdempotencyTable table(8, 100);
+  auto slow = table.claim("act", "slow", 1, 0);
+  auto fast = table.claim("act", "fast", 1, 10);
+  auto idle = table.claim("act", "idle", 1, 20);
+  table.complete(fast.entry, record("act", "fast", 1, 10));
+  table.release(idle.entry);
+  EXPECT_EQ(table.expire(1'000), 0U);
+  EXPECT_EQ(table.size(), 3U);
+  table.complete(slow.entry, record("act", "slow", 0, 0));
+  EXPECT_EQ(table.expire(109), 1U);  // slow (created at 0); fast (10) is due at 110
+  EXPECT_EQ(table.size(), 2U);
+  EXPECT_EQ(table.expire(119), 1U);  // fast; idle (20) is due at 120
+  EXPECT_EQ(table.size(), 1U);
+  EXPECT_EQ(table.expire(120), 1U);
+  EXPECT_EQ(table.size(), 0U);
+  EXPECT_EQ(table.claim("act", "fast", 1, 130).kind, Kind::claimed);
+}
+
+TEST(IdempotencyTest, FullRingExpiresThenEvictsTheFinishedHead) {
+  IdempotencyTable table(3, 1'000);
+  for (int i = 0; i < 3; ++i) {
+    auto claim = table.claim("act", "k" + std::to_string(i), 1, i);
+    ASSERT_EQ(claim.kind, Kind::claimed);
+    table.complete(claim.entry, record("act", "k" + std::to_string(i), i, i));
+  }
+  EXPECT_FALSE(table.maybe_evicted(3));
+  auto fourth = table.claim("act", "k3", 1, 3);
+  ASSERT_EQ(fourth.kind, Kind::claimed);
+  EXPECT_EQ(table.evicted_early(), 1U);
+  EXPECT_EQ(table.size(), 3U);
+  EXPECT_TRUE(table.maybe_evicted(3));
+  EXPECT_TRUE(table.maybe_evicted(999));    // k0 was created at 0 and would live until 1000
+  EXPECT_FALSE(table.maybe_evicted(1'000));
+  EXPECT_EQ(table.claim("act", "k1", 1, 4).kind, Kind::done);
+
+  // When the full ring's head has expired, expiry makes room and nothing is evicted early.
+  table.complete(fourth.entry, record("act", "k3", 3, 3));
+  EXPECT_EQ(table.claim("act", "k4", 1, 1'001).kind, Kind::claimed);
+  EXPECT_EQ(table.evicted_early(), 1U);
+  EXPECT_EQ(table.claim("act", "k0", 1, 1'002).kind, Kind::claimed);  // forgotten, drawn anew
+}
+
+TEST(IdempotencyTest, FullWhenTheHeadIsDrawing) {
+  IdempotencyTable table(2, 1'000);
+  auto a = table.claim("act", "a", 1, 0);
+  auto b = table.claim("act", "b", 1, 1);
+  ASSERT_EQ(a.kind, Kind::claimed);
+  ASSERT_EQ(b.kind, Kind::claimed);
+  table.complete(b.entry, record("act", "b", 1, 1));
+  auto refused = table.claim("act", "c", 1, 2);
+  EXPECT_EQ(refused.kind, Kind::full);
+  EXPECT_EQ(refused.entry, nullptr);
+  EXPECT_EQ(table.size(), 2U);
+  EXPECT_EQ(table.claim("act", "c", 1, 3).kind, Kind::full);  // not left behind as in-flight
+  EXPECT_EQ(table.evicted_early(), 0U);
+
+  table.complete(a.entry, record("act", "a", 0, 0));
+  EXPECT_EQ(table.claim("act", "c", 1, 4).kind, Kind::claimed);
+  EXPECT_EQ(table.evicted_early(), 1U);
+  EXPECT_EQ(table.claim("act", "b", 1, 5).kind, Kind::done);
+}
+
+TEST(IdempotencyTest, RestoreBringsBackDoneEntries) {
+  IdempotencyTable table(8, 1'000);
+  const std::uint64_t fp = draw_fingerprint("act", "user");
+  table.restore(record("act", "r1", 10, 100), fp);
+  table.restore(record("act", "r2", 11, 200), fp);
+  table.restore(record("act", "r2", 99, 250), fp);  // already known: ignored
+  EXPECT_EQ(table.size(), 2U);
+  auto r2 = table.claim("act", "r2", fp, 300);
+  ASSERT_EQ(r2.kind, Kind::done);
+  EXPECT_EQ(r2.entry->result.seq, 11);
+  EXPECT_EQ(r2.entry->created_ms, 200);
+  EXPECT_EQ(table.claim("act", "r1", fp + 1, 300).kind, Kind::mismatch);
+  EXPECT_EQ(table.expire(1'100), 1U);  // r1 (drawn at 100) goes first
+  EXPECT_EQ(table.claim("act", "r2", fp, 1'100).kind, Kind::done);
+  EXPECT_EQ(table.expire(1'200), 1U);
+  EXPECT_EQ(table.size(), 0U);
+}
+
+TEST(IdempotencyTest, RestoreIntoAFullRingEvictsTheOldest) {
+  IdempotencyTable table(2, 1'000);
+  for (int i = 0; i < 5; ++i) table.restore(record("act", "r" + std::to_string(i), i, 100 + i), 1);
+  EXPECT_EQ(table.size(), 2U);
+  EXPECT_EQ(table.evicted_early(), 3U);
+  EXPECT_TRUE(table.maybe_evicted(1'101));
+  EXPECT_FALSE(table.maybe_evicted(1'102));
+  EXPECT_EQ(table.claim("act", "r4", 1, 200).kind, Kind::done);
+}
+
+TEST(IdempotencyTest, FingerprintIsFnv1aOfActivityAndUser) {
+  EXPECT_EQ(draw_fingerprint("act-1", "user-9"), 0x004d09c0870dbe48ULL);
+  EXPECT_NE(draw_fingerprint("ab", "c"), draw_fingerprint("a", "bc"));
+  EXPECT_EQ(draw_fingerprint("a", "b"), draw_fingerprint("a", "b"));
+}
+
+TEST(IdempotencyTest, ConcurrentClaimsOwnEachKeyOnceAtATime) {
+  constexpr int kThreads = 8;
+  constexpr int kClaimsPerThread = 10'000;
+  constexpr int kKeys = 64;
+  IdempotencyTable table(1'024, 3'600'000);
+  std::array<std::atomic<int>, kKeys> holders{};
+  std::array<std::atomic<int>, kKeys> completions{};
+  std::array<std::atomic<int>, kKeys> claims{};
+  std::atomic<int> overlaps{0}, wrong_results{0}, unexpected{0};
+
+  auto worker = [&](int thread) {
+    for (int i = 0; i < kClaimsPerThread; ++i) {
+      const int key = (i * 7 + thread * 13) % kKeys;
+      const std::string key_text = "key-" + std::to_string(key);
+      auto claim = table.claim("act", key_text, static_cast<std::uint64_t>(key), 1'000 + i);
+      const auto k = static_cast<std::size_t>(key);
+      switch (claim.kind) {
+        case Kind::claimed:
+          if (holders[k].fetch_add(1) != 0) overlaps.fetch_add(1);
+          std::this_thread::yield();
+          holders[k].fetch_sub(1);
+          // The first two owners of a key give it back; the third finishes it.
+          if (claims[k].fetch_add(1) < 2) {
+            table.release(claim.entry);
+          } else {
+            completions[k].fetch_add(1);
+            table.complete(claim.entry, record("act", key_text, key, 1'000 + i));
+          }
+          break;
+        case Kind::done:
+          if (claim.entry->result.seq != key || claim.entry->result.idempotency_key != key_text) {
+            wrong_results.fetch_add(1);
+          }
+          break;
+        case Kind::in_flight:
+          break;
+        case Kind::mismatch:
+        case Kind::full:
+          unexpected.fetch_add(1);
+          break;
+      }
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
+  for (auto& thread : threads) thread.join();
+
+  EXPECT_EQ(overlaps.load(), 0);
+  EXPECT_EQ(wrong_results.load(), 0);
+  EXPECT_EQ(unexpected.load(), 0);
+  EXPECT_EQ(table.size(), static_cast<std::size_t>(kKeys));
+  for (std::size_t k = 0; k < kKeys; ++k) {
+    EXPECT_EQ(claims[k].load(), 3) << "key " << k;
+    EXPECT_EQ(completions[k].load(), 1) << "key " << k;
+    const auto final_claim = table.claim("act", "key-" + std::to_string(k), k, 0);
+    EXPECT_EQ(final_claim.kind, Kind::done) << "key " << k;
+  }
+}
+
+TEST(IdempotencyTest, ConcurrentChurnWithExpiryAndEviction) {
+  constexpr int kThreads = 8;
+  constexpr int kClaimsPerThread = 5'000;
+  constexpr std::size_t kCapacity = 32;
+  IdempotencyTable table(kCapacity, 50);
+  std::atomic<std::int64_t> clock{0};
+  std::atomic<int> mismatches{0};
+
+  auto worker = [&](int thread) {
+    for (int i = 0; i < kClaimsPerThread; ++i) {
+      const std::int64_t now = clock.fetch_add(1);
+      const int key = (i * 31 + thread * 17) % 200;
+      auto claim = table.claim("act", "k" + std::to_string(key), 5, now);
+      if (claim.kind == Kind::mismatch) mismatches.fetch_add(1);
+      if (claim.kind == Kind::claimed) {
+        if (i % 5 == 0) {
+          table.release(claim.entry);
+        } else {
+          table.complete(claim.entry, record("act", "k" + std::to_string(key), key, now));
+        }
+      } else if (claim.kind == Kind::done) {
+        EXPECT_EQ(claim.entry->result.seq, key);
+      }
+      if (i % 64 == thread) table.expire(now);
+      (void)table.maybe_evicted(now);
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) threads.emplace_back(worker, t);
+  for (auto& thread : threads) thread.join();
+
+  EXPECT_EQ(mismatches.load(), 0);
+  EXPECT_LE(table.size(), kCapacity);
+  table.expire(clock.load() + 1'000);
+  EXPECT_EQ(table.size(), 0U);
+}
+
+}  // namespace
+}  // namespace fairdraw

@@ -1,0 +1,72 @@
+// Request/Response helpers: percent-decoding, query parameters, header lookup.
+#include "fairdraw/http/message.hpp"
+
+#include <gtest/gtest.h>
+
+namespace fairdraw::http {
+namespace {
+
+TEST(PercentDecode, DecodesEscapes) {
+  EXPECT_EQ(percent_decode("a%20b"), "a b");
+  EXPECT_EQ(percent_decode("%41%62%7e"), "Ab~");
+  EXPECT_EQ(percent_decode("%e2%82%AC"), "\xe2\x82\xac");
+  EXPECT_EQ(percent_decode("plain"), "plain");
+  EXPECT_EQ(percent_decode(""), "");
+  EXPECT_EQ(percent_decode("%2F"), "/");
+}
+
+TEST(PercentDecode, KeepsMalformedEscapesAndPlus) {
+  EXPECT_EQ(percent_decode("100%"), "100%");
+  EXPECT_EQ(percent_decode("%4"), "%4");
+  EXPECT_EQ(percent_decode("%zz1"), "%zz1");
+  EXPECT_EQ(percent_decode("%%41"), "%A");
+  EXPECT_EQ(percent_decode("a+b"), "a+b");  // '+' is a space only in query strings
+}
+
+TEST(QueryParam, FindsDecodedValues) {
+  Request req;
+  req.query = "a=1&b=hello%20world&c=x+y&flag&empty=&a=2&k%31=v&&eq=a=b";
+  EXPECT_EQ(req.query_param("a"), "1");  // the first one wins
+  EXPECT_EQ(req.query_param("b"), "hello world");
+  EXPECT_EQ(req.query_param("c"), "x y");
+  EXPECT_EQ(req.query_param("flag"), "");
+  EXPECT_EQ(req.query_param("empty"), "");
+  EXPECT_EQ(req.query_param("k1"), "v");
+  EXPECT_EQ(req.query_param("eq"), "a=b");
+  EXPECT_FALSE(req.query_param("missing"));
+  EXPECT_FALSE(req.query_param("A"));  // names are case-sensitive
+}
+
+TEST(QueryParam, EmptyQuery) {
+  Request req;
+  EXPECT_FALSE(req.query_param("a"));
+  req.query = "&&";
+  EXPECT_FALSE(req.query_param(""));
+}
+
+TEST(RequestHeader, CaseInsensitiveFirstValue) {
+  Request req;
+  req.headers = {{"content-type", "application/json"}, {"x-a", "1"}, {"x-a", "2"}};
+  EXPECT_EQ(req.header("Content-Type"), "application/json");
+  EXPECT_EQ(req.header("X-A"), "1");
+  EXPECT_FALSE(req.header("x-b"));
+}
+
+TEST(ResponseHeader, SetReplacesCaseInsensitively) {
+  Response res;
+  res.set_header("Content-Type", "text/plain");
+  res.set_header("X-A", "1");
+  res.set_header("content-type", "application/json");
+  ASSERT_EQ(res.headers.size(), 2U);
+  EXPECT_EQ(res.header("CONTENT-TYPE"), "application/json");
+  EXPECT_EQ(res.header("x-a"), "1");
+  EXPECT_FALSE(res.header("x-b"));
+
+  res.headers.emplace_back("x-a", "dup");
+  res.set_header("X-A", "3");
+  EXPECT_EQ(res.headers.size(), 2U);
+  EXPECT_EQ(res.header("x-a"), "3");
+}
+
+}  // namespace
+}  // namespace fairdraw::http

@@ -1,0 +1,92 @@
+// Process harness for the integration tests: runs the real fairdraw binary on a free loopback port with its own temp dir, plus shared request helpers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "http_client.hpp"
+
+namespace fairdraw::test {
+
+inline constexpr std::string_view kAdminToken = "test-admin-token";
+
+std::int64_t now_ms();
+// A free TCP port on 127.0.0.1 (bound to port 0, read back, closed).
+std::uint16_t pick_free_port();
+// Authorization: Bearer <the test admin token>.
+Headers admin_headers();
+
+// One fairdraw process. The config JSON is merged (RFC 7396) over the harness
+// defaults (listen, admin_token, database.url, log_level); `env` adds or
+// overrides environment variables. The child is always killed in the destructor;
+// on a test failure its log is printed and its temp dir kept.
+class FairdrawServer {
+ public:
+  explicit FairdrawServer(nlohmann::json config = nlohmann::json::object(),
+                          std::map<std::string, std::string> env = {});
+  ~FairdrawServer();
+  FairdrawServer(const FairdrawServer&) = delete;
+  FairdrawServer& operator=(const FairdrawServer&) = delete;
+
+  // Starts the process (on a fresh free port) and waits (bounded) for GET /healthz == 200.
+  ::testing::AssertionResult start(std::chrono::milliseconds wait = std::chrono::seconds(10));
+  // Starts again on the same data dir after stop_sigterm() or kill9().
+  ::testing::AssertionResult restart() { return start(); }
+  // SIGTERM, then waits for the exit: the exit code, 128+signal when killed by a
+  // signal, -1 when it did not exit within `wait` (it is then SIGKILLed).
+  int stop_sigterm(std::chrono::milliseconds wait = std::chrono::seconds(20));
+  // SIGKILL and reap.
+  void kill9();
+  bool running();
+
+  std::uint16_t port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  const std::string& dir() const { return dir_; }
+  std::string log() const;
+  HttpClient client(std::chrono::milliseconds timeout = std::chrono::milliseconds(10000)) const {
+    return HttpClient(port_, timeout);
+  }
+
+ private:
+  // Reaps the child if it has exited; its status as stop_sigterm() reports it.
+  std::optional<int> try_reap();
+
+  nlohmann::json config_;
+  std::map<std::string, std::string> env_;
+  std::string dir_;
+  std::string log_path_;
+  std::uint16_t port_ = 0;
+  pid_t pid_ = -1;
+  int starts_ = 0;
+};
+
+// Checks an RFC 9457 problem response: status, Content-Type application/problem+json,
+// {"type", "title", "status", "detail"} (and "instance" unless told otherwise), X-Request-Id.
+::testing::AssertionResult is_problem(const HttpResponse& r, int status, std::string_view type,
+                                      bool require_instance = true);
+
+// A prize entry for an activity body.
+nlohmann::json prize_json(const std::string& id, std::int64_t weight, std::int64_t stock);
+// An activity body as PUT /admin/activities/{id} takes it.
+nlohmann::json activity_json(const std::string& name, std::int64_t miss_weight,
+                             std::vector<nlohmann::json> prizes);
+
+// POST /draw {"activity_id", "user_id"} with an optional Idempotency-Key.
+HttpResponse post_draw(HttpClient& client, const std::string& activity_id, const std::string& user_id,
+                       const std::optional<std::string>& key = std::nullopt);
+
+// The whole audit trail of an activity, page by page.
+::testing::AssertionResult fetch_audit_trail(HttpClient& client, const std::string& activity_id,
+                                             std::vector<nlohmann::json>& items, int page_size = 1000);
+
+}  // namespace fairdraw::test
