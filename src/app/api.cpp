@@ -109,7 +109,9 @@ std::optional<std::string> parse_idempotency_key(std::string_view value) {
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
   std::string key;
-  if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
+  if (!value.empty() && value.front() == '"') {
+    // Starts as a quoted string: it must be a complete one.
+    if (value.size() < 2 || value.back() != '"') return std::nullopt;
     // Structured-field string (the IETF Idempotency-Key draft): \" and \\ escapes.
     const std::string_view inner = value.substr(1, value.size() - 2);
     for (std::size_t i = 0; i < inner.size(); ++i) {

@@ -497,6 +497,11 @@ struct SqliteSink::Impl {
                            ? "PRAGMA synchronous = FULL"
                            : "PRAGMA synchronous = NORMAL";
     if (auto set = writer->exec(sync, "setting synchronous" + where); !set.ok()) return set;
+    // Bounds the WAL file left behind by a burst once it has been checkpointed.
+    if (auto set = writer->exec("PRAGMA journal_size_limit = 67108864", "limiting the WAL" + where);
+        !set.ok()) {
+      return set;
+    }
     if (auto migrated = apply_migrations(); !migrated.ok()) {
       return make_error(migrated.error().kind,
                         "migrating '" + options.path + "': " + migrated.error().detail);
@@ -567,9 +572,13 @@ struct SqliteSink::Impl {
       std::unordered_map<std::string, std::int64_t> refused;
       {
         std::unique_lock lock(queue_mutex);
+        const bool was_idle = queue.empty() && refused_seqs.empty();
         queue_cv.wait(lock, [&] { return stopping || !queue.empty() || !refused_seqs.empty(); });
         if (queue.empty() && refused_seqs.empty()) break;  // stopping, and drained
-        if (options.max_batch_delay.count() > 0 && !stopping && queue.size() < options.batch_max) {
+        // Rows that piled up during the previous commit go at once; only a
+        // writer that was idle waits for its batch to fill.
+        if (was_idle && options.max_batch_delay.count() > 0 && !stopping &&
+            queue.size() < options.batch_max) {
           queue_cv.wait_until(lock, first_queued_at + options.max_batch_delay,
                               [&] { return stopping || queue.size() >= options.batch_max; });
         }
@@ -579,10 +588,15 @@ struct SqliteSink::Impl {
           intake.push_back(std::move(queue.front()));
           queue.pop_front();
         }
-        if (!queue.empty()) first_queued_at = SteadyClock::now();
         refused.swap(refused_seqs);
       }
-      round(intake, refused);
+      try {
+        round(intake, refused);
+      } catch (const std::exception& e) {
+        // Out of memory mid-round: the rows of this round may go unacknowledged.
+        is_healthy.store(false, std::memory_order_relaxed);
+        note_error(std::string("writer: ") + e.what());
+      }
     }
     // Rows still waiting behind a gap at shutdown can never be committed.
     Acks acks;
@@ -731,7 +745,7 @@ struct SqliteSink::Impl {
 
     for (const std::string& id : touched) {
       Lane& lane = lanes[id];
-      if (lane.next || lane.waiting.empty()) continue;
+      if (lane.next || (lane.waiting.empty() && !lane.hole)) continue;
       std::string error;
       bool loaded = false;
       for (int attempt = 0; attempt < std::max(1, options.commit_attempts) && !loaded; ++attempt) {
@@ -741,8 +755,13 @@ struct SqliteSink::Impl {
       if (!loaded) {
         note_error(error);
         failed_batches.fetch_add(1, std::memory_order_relaxed);
-        mark_hole(lane, lane.waiting.begin()->first, acks);
+        if (!lane.waiting.empty()) mark_hole(lane, lane.waiting.begin()->first, acks);
         continue;
+      }
+      if (lane.hole && *lane.hole < *lane.next) {
+        // The refused seq was already in the file: a duplicate, not a gap.
+        lane.hole.reset();
+        --lanes_with_hole;
       }
       drop_stale(lane, acks);
     }

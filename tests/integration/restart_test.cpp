@@ -158,12 +158,14 @@ TEST(RestartTest, KillNineUnderLoadLosesNothing) {
   const std::vector<Acknowledged> acknowledged = load.acknowledged();
   EXPECT_TRUE(load.unexpected().empty()) << load.unexpected().front();
   ASSERT_FALSE(acknowledged.empty());
+  RecordProperty("acknowledged_before_kill", static_cast<int>(acknowledged.size()));
 
   ASSERT_TRUE(server.restart());
   HttpClient c = server.client();
   std::vector<json> trail;
   expect_all_recorded(c, acknowledged, trail);
   if (HasFatalFailure()) return;
+  RecordProperty("recorded_after_restart", static_cast<int>(trail.size()));
   const std::int64_t n = static_cast<std::int64_t>(trail.size());
 
   // The sequence resumes where the record ends.
@@ -214,12 +216,14 @@ TEST(RestartTest, SigtermUnderLoadExitsCleanly) {
   const std::vector<Acknowledged> acknowledged = load.acknowledged();
   EXPECT_TRUE(load.unexpected().empty()) << load.unexpected().front();
   ASSERT_FALSE(acknowledged.empty());
+  RecordProperty("acknowledged_before_sigterm", static_cast<int>(acknowledged.size()));
 
   ASSERT_TRUE(server.restart());
   HttpClient c = server.client();
   std::vector<json> trail;
   expect_all_recorded(c, acknowledged, trail);
   if (HasFatalFailure()) return;
+  RecordProperty("recorded_after_restart", static_cast<int>(trail.size()));
   const HttpResponse next = post_draw(c, "rs", "after-restart", std::string("after-restart-1"));
   ASSERT_EQ(next.status, 200) << next.describe();
   EXPECT_EQ(next.json()["seq"], static_cast<std::int64_t>(trail.size())) << next.body;

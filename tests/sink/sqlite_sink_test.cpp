@@ -707,6 +707,29 @@ TEST(SqliteSink, FullQueueBelowTheHoleStillCommitsThePrefix) {
   EXPECT_FALSE(found(*sink, make_draw("a", 4).draw_id));
 }
 
+TEST(SqliteSink, RefusingAnAlreadyRecordedSeqLeavesNoHole) {
+  TempDir dir;
+  const std::string path = dir.file("fd.db");
+  {
+    auto sink = open_sink(path);
+    ASSERT_TRUE(sink);
+    append_and_wait(*sink, "a", 0, 10);
+  }
+  SqliteSinkOptions options;
+  options.max_queue = 1;
+  auto sink = open_sink(path, options);
+  ASSERT_TRUE(sink);
+  Acks acks;
+  sink->append(make_draw("b", 1), acks.ack());  // held back: the queue is full
+  sink->append(make_draw("a", 3), acks.ack());  // refused, but seq 3 is in the file already
+  EXPECT_EQ(acks.refused(), 1);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_TRUE(sink->healthy());
+  sink->flush_and_stop();
+  EXPECT_EQ(acks.refused(), 2);  // b1 never saw its b0
+  EXPECT_TRUE(sink->healthy());
+}
+
 TEST(SqliteSink, FailedBatchIsRetriedThenRefusedAndOthersGoOn) {
   TempDir dir;
   const std::string path = dir.file("fd.db");
@@ -810,6 +833,19 @@ struct AckMessage {
   ::_exit(0);
 }
 
+constexpr const char* kCrashChildPath = "FAIRDRAW_SINK_CRASH_CHILD_DB";
+constexpr const char* kCrashChildFd = "FAIRDRAW_SINK_CRASH_CHILD_FD";
+
+// Runs before main() in the re-executed child and never returns there.
+struct CrashChildHook {
+  CrashChildHook() {
+    const char* path = std::getenv(kCrashChildPath);
+    const char* fd = std::getenv(kCrashChildFd);
+    if (path != nullptr && fd != nullptr) crash_child(path, std::atoi(fd));
+  }
+};
+const CrashChildHook crash_child_hook;
+
 TEST(SqliteSinkCrash, KillNineKeepsAContiguousPrefixAndEveryAck) {
   TempDir dir;
   const std::string path = dir.file("fd.db");
@@ -820,8 +856,13 @@ TEST(SqliteSinkCrash, KillNineKeepsAContiguousPrefixAndEveryAck) {
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
+    // A fresh image of this binary runs the child (see CrashChildHook), so no
+    // thread or lock of the parent's other tests is inherited half-way.
     ::close(fds[0]);
-    crash_child(path, fds[1]);
+    ::setenv(kCrashChildPath, path.c_str(), 1);
+    ::setenv(kCrashChildFd, std::to_string(fds[1]).c_str(), 1);
+    ::execl("/proc/self/exe", "/proc/self/exe", static_cast<char*>(nullptr));
+    ::_exit(4);
   }
   ::close(fds[1]);
 
