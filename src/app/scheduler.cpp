@@ -22,6 +22,7 @@ struct Job {
   std::string name;
   std::chrono::milliseconds period;
   std::function<void()> run;
+  std::mutex timer_mutex;  // a steady_timer is not thread-safe: re-arm and cancel race
   std::unique_ptr<asio::steady_timer> timer;
   std::atomic<bool> running{false};
   std::atomic<std::uint64_t> runs{0};
@@ -43,6 +44,7 @@ struct Scheduler::Impl {
   bool stopped = false;
 
   void arm(Job& job) {
+    std::lock_guard lock(job.timer_mutex);
     if (stopping.load()) return;
     armed.fetch_add(1);
     job.timer->expires_after(job.period);
@@ -80,7 +82,7 @@ void Scheduler::add(std::string name, std::chrono::milliseconds period, std::fun
 
 void Scheduler::start() {
   std::lock_guard lock(impl_->stop_mutex);
-  if (impl_->started) return;
+  if (impl_->started || impl_->stopped) return;
   impl_->started = true;
   for (auto& job : impl_->jobs) impl_->arm(*job);
   for (unsigned i = 0; i < impl_->threads_wanted; ++i) {
@@ -100,7 +102,10 @@ void Scheduler::stop() {
   impl_->stopped = true;
   impl_->stopping.store(true);
   for (auto& job : impl_->jobs) {
-    asio::post(impl_->io, [&job] { job->timer->cancel(); });
+    asio::post(impl_->io, [&job] {
+      std::lock_guard timer_lock(job->timer_mutex);
+      job->timer->cancel();
+    });
   }
   // Timers cancelled, no new work: run() returns once running jobs end.
   for (auto& t : impl_->threads) t.join();

@@ -51,6 +51,7 @@ using steady_clock = std::chrono::steady_clock;
 // that closing with unread bytes does not reset the connection (a RST can make
 // the client drop the error response we just wrote).
 constexpr std::chrono::milliseconds kLingerTime{1000};
+constexpr std::chrono::milliseconds kShutdownLingerTime{200};
 constexpr std::size_t kLingerBytes = 1 << 20;
 constexpr std::chrono::milliseconds kAcceptBackoff{50};
 constexpr std::size_t kReadChunk = 16384;
@@ -507,7 +508,10 @@ class Session : public std::enable_shared_from_this<Session> {
     error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return close_now();
-    arm(std::min(kLingerTime, server_.options.read_timeout));
+    // While shutting down, a client that keeps its end open must not hold up
+    // the exit for long; what it sends after our FIN is most likely nothing.
+    const auto linger = server_.stopping.load() ? kShutdownLingerTime : kLingerTime;
+    arm(std::min(linger, server_.options.read_timeout));
     linger_read();
   }
 

@@ -121,8 +121,9 @@ class Connection {
   static Result<std::unique_ptr<Connection>> open(const std::string& path, bool writable,
                                                   std::chrono::milliseconds busy_timeout) {
     sqlite3* db = nullptr;
-    const int flags = (writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
-                      SQLITE_OPEN_NOMUTEX;
+    const int flags =
+        (writable ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY) |
+        SQLITE_OPEN_NOMUTEX;
     const int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
     auto conn = std::unique_ptr<Connection>(new Connection(db));
     if (rc != SQLITE_OK) {
@@ -186,12 +187,13 @@ Status run_rows(Connection& conn, sqlite3_stmt* stmt, std::string_view what, OnR
   }
 }
 
-#define FD_DRAW_COLUMNS                                                                         \
+#define FD_DRAW_COLUMNS                                                                        \
   "draw_id, activity_id, seq, epoch, slot, user_id, idempotency_key, candidate_id, prize_id, " \
   "prize_name, won, drawn_at_ms"
 
 constexpr std::string_view kInsertDraw =
-    "INSERT INTO draws (" FD_DRAW_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+    "INSERT INTO draws (" FD_DRAW_COLUMNS
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 constexpr std::string_view kMaxSeq = "SELECT MAX(seq) FROM draws WHERE activity_id = ?1";
 constexpr std::string_view kFindDraw = "SELECT " FD_DRAW_COLUMNS " FROM draws WHERE draw_id = ?1";
 constexpr std::string_view kFindByKey =
@@ -323,7 +325,8 @@ std::optional<std::vector<EpochPrize>> prizes_from_json(const std::string& text)
         weight->get<std::uint64_t>() > std::numeric_limits<std::uint32_t>::max()) {
       return std::nullopt;
     }
-    prizes.push_back({id->get<std::string>(), static_cast<std::uint32_t>(weight->get<std::uint64_t>())});
+    prizes.push_back(
+        {id->get<std::string>(), static_cast<std::uint32_t>(weight->get<std::uint64_t>())});
   }
   return prizes;
 }
@@ -397,9 +400,10 @@ struct SqliteSink::Impl {
 
   Status apply_migrations() {
     Connection& c = *writer;
-    if (auto made = c.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                           " name TEXT, applied_at_ms INTEGER)",
-                           "creating schema_migrations");
+    if (auto made =
+            c.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                   " name TEXT, applied_at_ms INTEGER)",
+                   "creating schema_migrations");
         !made.ok()) {
       return made;
     }
@@ -417,9 +421,9 @@ struct SqliteSink::Impl {
     sqlite3_finalize(newest);
     if (rc != SQLITE_ROW) return db_error("reading schema_migrations", c.db());
     if (newest_applied > newest_known) {
-      return make_error(ErrorKind::unavailable,
-                        "schema version " + std::to_string(newest_applied) +
-                            " is newer than this build knows (" + std::to_string(newest_known) + ")");
+      return make_error(ErrorKind::unavailable, "schema version " + std::to_string(newest_applied) +
+                                                    " is newer than this build knows (" +
+                                                    std::to_string(newest_known) + ")");
     }
 
     for (const Migration& m : known) {
@@ -454,8 +458,9 @@ struct SqliteSink::Impl {
       }
       sqlite3_stmt* record = nullptr;
       int recorded = sqlite3_prepare_v2(
-          c.db(), "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
-          -1, &record, nullptr);
+          c.db(),
+          "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)", -1,
+          &record, nullptr);
       if (recorded == SQLITE_OK) {
         sqlite3_bind_int(record, 1, m.version);
         bind_text(record, 2, m.name);
@@ -484,7 +489,8 @@ struct SqliteSink::Impl {
 
     sqlite3_stmt* mode = nullptr;
     std::string journal;
-    if (sqlite3_prepare_v2(writer->db(), "PRAGMA journal_mode = WAL", -1, &mode, nullptr) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(writer->db(), "PRAGMA journal_mode = WAL", -1, &mode, nullptr) ==
+            SQLITE_OK &&
         sqlite3_step(mode) == SQLITE_ROW) {
       journal = column_string(mode, 0);
     }
@@ -517,6 +523,7 @@ struct SqliteSink::Impl {
   void append(DrawRecord record, Ack ack) {
     Item item{std::move(record), std::move(ack)};
     bool queued = false;
+    bool hole_noted = false;
     try {
       std::lock_guard lock(queue_mutex);
       if (!stopping && pending.load(std::memory_order_relaxed) < options.max_queue) {
@@ -529,15 +536,13 @@ struct SqliteSink::Impl {
         // later seq of the activity too, or the record would get a gap.
         auto [it, inserted] = refused_seqs.try_emplace(item.record.activity_id, item.record.seq);
         if (!inserted) it->second = std::min(it->second, item.record.seq);
+        hole_noted = true;
       }
     } catch (...) {
       queued = false;
     }
-    if (queued) {
-      queue_cv.notify_one();
-    } else {
-      call_ack(item.ack, false);
-    }
+    if (queued || hole_noted) queue_cv.notify_one();
+    if (!queued) call_ack(item.ack, false);
   }
 
   void set_next_seq(std::string activity_id, std::int64_t next_seq) {
@@ -558,7 +563,8 @@ struct SqliteSink::Impl {
     }
     queue_cv.notify_all();
     if (thread.joinable()) {
-      if (thread.get_id() == std::this_thread::get_id()) return;  // called from an ack: the loop ends by itself
+      if (thread.get_id() == std::this_thread::get_id())
+        return;  // called from an ack: the loop ends by itself
       thread.join();
     }
     stopped = true;
@@ -647,7 +653,8 @@ struct SqliteSink::Impl {
 
   void backoff(int attempt) {
     const auto delay = options.retry_backoff * (1 << std::min(attempt, 6));
-    std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(2)));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::milliseconds>(delay, std::chrono::seconds(2)));
   }
 
   bool load_next(const std::string& activity_id, Lane& lane, std::string& error) {
@@ -663,7 +670,8 @@ struct SqliteSink::Impl {
       error = "reading MAX(seq) of '" + activity_id + "': " + message_of(writer->db());
       return false;
     }
-    lane.next = sqlite3_column_type(*stmt, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(*stmt, 0) + 1;
+    lane.next =
+        sqlite3_column_type(*stmt, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(*stmt, 0) + 1;
     return true;
   }
 
@@ -701,14 +709,16 @@ struct SqliteSink::Impl {
       sqlite3_clear_bindings(*stmt);
       if (rc == SQLITE_DONE) continue;
       if (sqlite3_get_autocommit(db) != 0 || primary_code(rc) != SQLITE_CONSTRAINT) {
-        error = "inserting draw seq " + std::to_string(r.seq) + " of '" + r.activity_id + "': " + message;
+        error = "inserting draw seq " + std::to_string(r.seq) + " of '" + r.activity_id +
+                "': " + message;
         writer->rollback_if_open();
         return false;
       }
       rejected[i] = 1;
       refusing = true;
       refused_activity = r.activity_id;
-      note_error("refused draw seq " + std::to_string(r.seq) + " of '" + r.activity_id + "': " + message);
+      note_error("refused draw seq " + std::to_string(r.seq) + " of '" + r.activity_id +
+                 "': " + message);
     }
     if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
       error = "committing a batch: " + message_of(db);
@@ -884,12 +894,14 @@ struct SqliteSink::Impl {
   Result<T> read(std::string_view what, Body&& body) {
     try {
       auto lease = acquire();
-      if (!lease.ok()) return make_error(ErrorKind::unavailable, std::string(what) + ": " + lease.error().detail);
+      if (!lease.ok())
+        return make_error(ErrorKind::unavailable, std::string(what) + ": " + lease.error().detail);
       Result<T> result = body(**lease);
       if (!result.ok()) {
         lease->discard();
         if (result.error().kind == ErrorKind::unavailable) {
-          return make_error(ErrorKind::unavailable, std::string(what) + ": " + result.error().detail);
+          return make_error(ErrorKind::unavailable,
+                            std::string(what) + ": " + result.error().detail);
         }
       }
       return result;
@@ -940,7 +952,9 @@ Result<std::unique_ptr<SqliteSink>> SqliteSink::open(SqliteSinkOptions options) 
   }
 }
 
-void SqliteSink::append(DrawRecord record, Ack ack) { impl_->append(std::move(record), std::move(ack)); }
+void SqliteSink::append(DrawRecord record, Ack ack) {
+  impl_->append(std::move(record), std::move(ack));
+}
 
 void SqliteSink::flush_and_stop() {
   try {
@@ -983,7 +997,8 @@ Result<std::optional<DrawRecord>> SqliteSink::find_draw(std::string_view draw_id
         StatementScope scope(*stmt);
         bind_text(*stmt, 1, draw_id);
         std::optional<DrawRecord> found;
-        auto ran = run_rows(c, *stmt, "reading a draw", [&](sqlite3_stmt* s) { found = read_draw(s); });
+        auto ran =
+            run_rows(c, *stmt, "reading a draw", [&](sqlite3_stmt* s) { found = read_draw(s); });
         if (!ran.ok()) return ran.error();
         return found;
       });
@@ -999,7 +1014,8 @@ Result<std::optional<DrawRecord>> SqliteSink::find_by_idempotency_key(std::strin
         bind_text(*stmt, 1, activity_id);
         bind_text(*stmt, 2, key);
         std::optional<DrawRecord> found;
-        auto ran = run_rows(c, *stmt, "reading a draw", [&](sqlite3_stmt* s) { found = read_draw(s); });
+        auto ran =
+            run_rows(c, *stmt, "reading a draw", [&](sqlite3_stmt* s) { found = read_draw(s); });
         if (!ran.ok()) return ran.error();
         return found;
       });
@@ -1040,7 +1056,8 @@ Result<DrawPage> SqliteSink::user_draws(std::string_view user_id,
     } catch (...) {
       after.reset();
     }
-    if (!after) return make_error(ErrorKind::invalid_request, "cursor: not a cursor this list returned");
+    if (!after)
+      return make_error(ErrorKind::invalid_request, "cursor: not a cursor this list returned");
   }
   if (limit == 0) return DrawPage{};
   return impl_->read<DrawPage>("reading a user's draws", [&](Connection& c) -> Result<DrawPage> {
@@ -1085,7 +1102,8 @@ Result<std::vector<DrawRecord>> SqliteSink::draws_since(std::string_view activit
         sqlite3_bind_int64(*stmt, 2, since_ms);
         sqlite3_bind_int64(*stmt, 3, to_i64(limit));
         std::vector<DrawRecord> rows;
-        auto ran = run_rows(c, *stmt, "reading draws", [&](sqlite3_stmt* s) { rows.push_back(read_draw(s)); });
+        auto ran = run_rows(c, *stmt, "reading draws",
+                            [&](sqlite3_stmt* s) { rows.push_back(read_draw(s)); });
         if (!ran.ok()) return ran.error();
         return rows;
       });
@@ -1110,42 +1128,45 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> SqliteSink::user_count
 }
 
 Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id) {
-  return impl_->read<ActivityTotals>("loading totals", [&](Connection& c) -> Result<ActivityTotals> {
-    // One read transaction: all four answers describe the same snapshot.
-    if (auto begun = c.exec("BEGIN", "starting a read"); !begun.ok()) return begun.error();
-    ActivityTotals totals;
-    auto query = [&](std::string_view sql, auto&& on_row) -> Status {
-      auto stmt = c.statement(sql);
-      if (!stmt.ok()) return stmt.error();
-      StatementScope scope(*stmt);
-      bind_text(*stmt, 1, activity_id);
-      return run_rows(c, *stmt, "reading totals", on_row);
-    };
-    Status status = query(kMaxSeq, [&](sqlite3_stmt* s) {
-      totals.next_seq = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0) + 1;
-    });
-    if (status.ok()) {
-      status = query(kWinsByPrize, [&](sqlite3_stmt* s) {
-        totals.wins_by_prize.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
+  return impl_->read<ActivityTotals>(
+      "loading totals", [&](Connection& c) -> Result<ActivityTotals> {
+        // One read transaction: all four answers describe the same snapshot.
+        if (auto begun = c.exec("BEGIN", "starting a read"); !begun.ok()) return begun.error();
+        ActivityTotals totals;
+        auto query = [&](std::string_view sql, auto&& on_row) -> Status {
+          auto stmt = c.statement(sql);
+          if (!stmt.ok()) return stmt.error();
+          StatementScope scope(*stmt);
+          bind_text(*stmt, 1, activity_id);
+          return run_rows(c, *stmt, "reading totals", on_row);
+        };
+        Status status = query(kMaxSeq, [&](sqlite3_stmt* s) {
+          totals.next_seq =
+              sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0) + 1;
+        });
+        if (status.ok()) {
+          status = query(kWinsByPrize, [&](sqlite3_stmt* s) {
+            totals.wins_by_prize.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
+          });
+        }
+        if (status.ok()) {
+          status = query(kDrawsByUser, [&](sqlite3_stmt* s) {
+            totals.draws_by_user.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
+          });
+        }
+        if (status.ok()) {
+          status = query(kFirstSeqByEpoch, [&](sqlite3_stmt* s) {
+            totals.first_seq_by_epoch.emplace_back(sqlite3_column_int64(s, 0),
+                                                   sqlite3_column_int64(s, 1));
+          });
+        }
+        if (!status.ok()) {
+          c.rollback_if_open();
+          return status.error();
+        }
+        if (auto ended = c.exec("COMMIT", "ending a read"); !ended.ok()) return ended.error();
+        return totals;
       });
-    }
-    if (status.ok()) {
-      status = query(kDrawsByUser, [&](sqlite3_stmt* s) {
-        totals.draws_by_user.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
-      });
-    }
-    if (status.ok()) {
-      status = query(kFirstSeqByEpoch, [&](sqlite3_stmt* s) {
-        totals.first_seq_by_epoch.emplace_back(sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1));
-      });
-    }
-    if (!status.ok()) {
-      c.rollback_if_open();
-      return status.error();
-    }
-    if (auto ended = c.exec("COMMIT", "ending a read"); !ended.ok()) return ended.error();
-    return totals;
-  });
 }
 
 Status SqliteSink::save_activity(const StoredActivity& activity) {

@@ -18,7 +18,7 @@ struct KeyCase {
 
 std::string show(const std::optional<std::string>& key) { return key ? "'" + *key + "'" : "refused"; }
 
-TEST(ApiTest, ParseIdempotencyKey) {
+TEST(ApiHelpersTest, ParseIdempotencyKey) {
   const std::string k128(128, 'k');
   const std::vector<KeyCase> cases = {
       // accepted
@@ -67,7 +67,7 @@ struct TokenCase {
   bool matches;
 };
 
-TEST(ApiTest, AdminTokenMatches) {
+TEST(ApiHelpersTest, AdminTokenMatches) {
   const std::string token = "s3cret-Token_42";
   const std::vector<TokenCase> cases = {
       {"right token", "Bearer " + token, token, true},

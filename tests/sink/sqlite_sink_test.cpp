@@ -165,7 +165,10 @@ TEST(SqliteSink, MigrationsAreAppliedOnce) {
   ASSERT_TRUE(dir.ok());
   const std::string path = dir.file("fd.db");
   ASSERT_FALSE(sqlite_migrations().empty());
-  { auto sink = open_sink(path); ASSERT_TRUE(sink); }
+  {
+    auto sink = open_sink(path);
+    ASSERT_TRUE(sink);
+  }
   {
     auto first = open_sink(path);
     auto second = open_sink(path);  // two at once: the second finds nothing to do
@@ -175,8 +178,9 @@ TEST(SqliteSink, MigrationsAreAppliedOnce) {
   EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM schema_migrations"), count);
   EXPECT_EQ(query_int(path, "SELECT MAX(version) FROM schema_migrations"),
             sqlite_migrations().back().version);
-  EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN"
-                            " ('draws', 'activities', 'epochs')"),
+  EXPECT_EQ(query_int(path,
+                      "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN"
+                      " ('draws', 'activities', 'epochs')"),
             3);
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
@@ -191,7 +195,10 @@ TEST(SqliteSink, MigrationsAreAppliedOnce) {
 TEST(SqliteSink, RefusesASchemaNewerThanTheBuild) {
   TempDir dir;
   const std::string path = dir.file("fd.db");
-  { auto sink = open_sink(path); ASSERT_TRUE(sink); }
+  {
+    auto sink = open_sink(path);
+    ASSERT_TRUE(sink);
+  }
   ASSERT_TRUE(exec_raw(path, "INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)"));
   SqliteSinkOptions options;
   options.path = path;
@@ -410,9 +417,8 @@ TEST(SqliteSink, UserDrawsPageNewestFirst) {
     std::vector<std::string> ids;
     std::optional<std::string> cursor;
     for (int guard = 0; guard < 50; ++guard) {
-      auto page = sink->user_draws("u1", activity,
-                                   cursor ? std::optional<std::string_view>(*cursor) : std::nullopt,
-                                   limit);
+      auto page = sink->user_draws(
+          "u1", activity, cursor ? std::optional<std::string_view>(*cursor) : std::nullopt, limit);
       EXPECT_TRUE(page.ok());
       if (!page.ok()) break;
       EXPECT_LE(page->items.size(), limit);
@@ -443,8 +449,8 @@ TEST(SqliteSink, UserDrawsPageNewestFirst) {
   EXPECT_TRUE(nobody->items.empty());
   EXPECT_FALSE(nobody->next.has_value());
 
-  for (const std::string bad : {"", "abc", "12", ".x", "12.", "-5.x", "99999999999999999999.x",
-                                "1.a b", "1x.y"}) {
+  for (const std::string bad :
+       {"", "abc", "12", ".x", "12.", "-5.x", "99999999999999999999.x", "1.a b", "1x.y"}) {
     auto page = sink->user_draws("u1", std::nullopt, std::string_view(bad), 10);
     ASSERT_FALSE(page.ok()) << bad;
     EXPECT_EQ(page.error().kind, ErrorKind::invalid_request) << bad;
@@ -477,7 +483,8 @@ TEST(SqliteSink, LoadsTotalsForRecovery) {
   Acks acks;
   std::vector<DrawRecord> rows;
   for (std::int64_t s = 0; s < 250; ++s) {
-    DrawRecord r = s % 10 == 0 ? make_win("a", s, s % 20 == 0 ? "gold" : "silver") : make_draw("a", s);
+    DrawRecord r =
+        s % 10 == 0 ? make_win("a", s, s % 20 == 0 ? "gold" : "silver") : make_draw("a", s);
     r.user_id = "u" + std::to_string(s % 3);
     r.epoch = s < 40 ? 0 : (s < 140 ? 1 : 2);
     if (s % 10 == 5) r.candidate_id = "gold";  // a stock-out: candidate without a prize
@@ -517,7 +524,8 @@ TEST(SqliteSink, DrawsSinceAndUserCountsSince) {
   auto since = sink->draws_since("a", 2000, 100);
   ASSERT_TRUE(since.ok());
   ASSERT_EQ(since->size(), 10u);
-  for (std::size_t i = 0; i < since->size(); ++i) EXPECT_EQ((*since)[i].seq, 10 + static_cast<std::int64_t>(i));
+  for (std::size_t i = 0; i < since->size(); ++i)
+    EXPECT_EQ((*since)[i].seq, 10 + static_cast<std::int64_t>(i));
 
   auto newest = sink->draws_since("a", 0, 3);  // the newest three, oldest first
   ASSERT_TRUE(newest.ok());
@@ -540,7 +548,8 @@ TEST(SqliteSink, ActivitiesAndEpochsRoundTrip) {
   EpochRecord e0;
   e0.activity_id = "a";
   e0.epoch = 0;
-  for (std::size_t i = 0; i < e0.seed.size(); ++i) e0.seed[i] = static_cast<std::uint8_t>(i * 7 + 1);
+  for (std::size_t i = 0; i < e0.seed.size(); ++i)
+    e0.seed[i] = static_cast<std::uint8_t>(i * 7 + 1);
   e0.seed[3] = 0;  // a zero byte inside the blob
   e0.commitment = "abc123";
   e0.prizes = {{"gold", 1}, {"silver", 4294967295u}};
@@ -622,7 +631,7 @@ TEST(SqliteSink, FlushAndStopCommitsEverythingDurably) {
     EXPECT_EQ(acks.refused(), 1);
     sink->flush_and_stop();  // idempotent
     sink->append(make_draw("a", 500), acks.ack());
-    EXPECT_EQ(acks.refused(), 2);  // refused at once after stop
+    EXPECT_EQ(acks.refused(), 2);                            // refused at once after stop
     EXPECT_TRUE(found(*sink, make_draw("a", 499).draw_id));  // reads still work
   }
   auto sink = open_sink(path);
@@ -667,8 +676,9 @@ TEST(SqliteSink, FullQueueRefusesAndLeavesNoGap) {
   ASSERT_TRUE(sink);
   Acks acks;
   for (std::int64_t s = 1; s <= 4; ++s) sink->append(make_draw("a", s), acks.ack());  // held back
+  std::this_thread::sleep_for(50ms);  // the writer is idle again: a refusal alone must wake it
   sink->append(make_draw("a", 5), acks.ack());
-  EXPECT_EQ(acks.refused(), 1);  // at once, on this thread
+  EXPECT_EQ(acks.refused(), 1);                 // at once, on this thread
   sink->append(make_draw("a", 0), acks.ack());  // over the limit as well: a hole at 0
   ASSERT_TRUE(acks.wait_total(6, 5s));
   EXPECT_EQ(acks.durable(), 0);
@@ -739,8 +749,9 @@ TEST(SqliteSink, FailedBatchIsRetriedThenRefusedAndOthersGoOn) {
   auto sink = open_sink(path, options);
   ASSERT_TRUE(sink);
   // RAISE(ROLLBACK) aborts the whole transaction, like an I/O error would.
-  ASSERT_TRUE(exec_raw(path, "CREATE TRIGGER poison BEFORE INSERT ON draws WHEN NEW.user_id = 'poison'"
-                             " BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END"));
+  ASSERT_TRUE(exec_raw(path,
+                       "CREATE TRIGGER poison BEFORE INSERT ON draws WHEN NEW.user_id = 'poison'"
+                       " BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END"));
   Acks acks;
   sink->append(make_draw("b", 0, "poison"), acks.ack());
   ASSERT_TRUE(acks.wait_total(1));
@@ -812,7 +823,8 @@ struct AckMessage {
     threads.emplace_back([&, t] {
       std::atomic<int> in_flight{0};
       for (std::int64_t i = 0; i < 200'000; ++i) {
-        while (in_flight.load() > 64) std::this_thread::sleep_for(50us);  // like clients awaiting responses
+        while (in_flight.load() > 64)
+          std::this_thread::sleep_for(50us);  // like clients awaiting responses
         const std::int64_t activity = (i + t) % kActivities;
         const std::int64_t seq = next[static_cast<std::size_t>(activity)].fetch_add(1);
         DrawRecord r = make_draw("act" + std::to_string(activity), seq, "u" + std::to_string(t));
@@ -849,7 +861,10 @@ const CrashChildHook crash_child_hook;
 TEST(SqliteSinkCrash, KillNineKeepsAContiguousPrefixAndEveryAck) {
   TempDir dir;
   const std::string path = dir.file("fd.db");
-  { auto sink = open_sink(path); ASSERT_TRUE(sink); }  // schema in place before the child starts
+  {
+    auto sink = open_sink(path);
+    ASSERT_TRUE(sink);
+  }  // schema in place before the child starts
 
   int fds[2];
   ASSERT_EQ(::pipe(fds), 0);
@@ -914,7 +929,8 @@ TEST(SqliteSinkCrash, KillNineKeepsAContiguousPrefixAndEveryAck) {
     auto totals = sink->load_totals(activity);
     ASSERT_TRUE(totals.ok());
     const std::int64_t n = totals->next_seq;
-    EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM draws WHERE activity_id = '" + activity + "'"), n)
+    EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM draws WHERE activity_id = '" + activity + "'"),
+              n)
         << activity << ": seqs are not 0..n-1";
     EXPECT_EQ(query_int(path, "SELECT COUNT(DISTINCT seq) FROM draws WHERE activity_id = '" +
                                   activity + "' AND seq >= 0 AND seq < " + std::to_string(n)),

@@ -16,7 +16,7 @@ struct ProblemInfo {
 };
 
 ProblemInfo problem_info(ErrorKind kind);
-// Adds Retry-After for 503 and 429 (seconds).
+// Adds Retry-After (seconds) for 503 and rate_limited.
 http::Response problem_response(const Error& error, std::string_view instance = {});
 
 }  // namespace fairdraw::app

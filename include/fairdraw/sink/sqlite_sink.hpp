@@ -31,8 +31,8 @@ struct SqliteSinkOptions {
   std::chrono::milliseconds max_batch_delay{0};
   std::size_t max_queue = 100000;  // appended and not yet acknowledged; beyond it append refuses
   std::chrono::milliseconds busy_timeout{5000};
-  std::size_t read_connections = 4;  // idle read-only connections kept open
-  int commit_attempts = 4;           // per batch, before its rows are refused
+  std::size_t read_connections = 4;             // idle read-only connections kept open
+  int commit_attempts = 4;                      // per batch, before its rows are refused
   std::chrono::milliseconds retry_backoff{25};  // doubled after each failed attempt
 };
 
@@ -65,8 +65,7 @@ class SqliteSink final : public Sink {
                                                             std::string_view key) override;
   Result<DrawPage> activity_draws(std::string_view activity_id, std::int64_t after_seq,
                                   std::size_t limit) override;
-  Result<DrawPage> user_draws(std::string_view user_id,
-                              std::optional<std::string_view> activity_id,
+  Result<DrawPage> user_draws(std::string_view user_id, std::optional<std::string_view> activity_id,
                               std::optional<std::string_view> cursor, std::size_t limit) override;
   // The newest `limit` such draws, returned oldest first.
   Result<std::vector<DrawRecord>> draws_since(std::string_view activity_id, std::int64_t since_ms,
