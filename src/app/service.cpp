@@ -1,6 +1,7 @@
 // Start-up, serving and graceful shutdown of the whole service.
 #include "fairdraw/app/service.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <thread>
 
@@ -105,6 +106,7 @@ Result<std::unique_ptr<Service>> Service::create(Config config) {
   engine_options.token_ttl_ms = c.draw.token_ttl_s * 1000;
   engine_options.max_tokens = c.draw.max_tokens;
   engine_options.zoneinfo_dir = c.zoneinfo_dir;
+  engine_options.max_in_flight_draws = std::max<std::uint64_t>(1, c.database.max_queue / 2);
   engine_options.encode_config = [](const ActivityConfig& a) {
     return activity_config_json(a).dump();
   };

@@ -209,6 +209,9 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
   }
   auto act = find(command.activity_id);
   if (!act) return done(not_found(command.activity_id));
+  if (in_flight_.load(std::memory_order_relaxed) >= options_.max_in_flight_draws) {
+    return done(make_error(ErrorKind::unavailable, "too many draws waiting for the record"));
+  }
 
   const std::int64_t now = command.now_ms;
   bool token_taken = false;

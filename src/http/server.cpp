@@ -184,7 +184,7 @@ struct Core {
   void refuse(tcp::socket& socket);
   void session_gone(Session* s);
 
-  // Declared before io_ so that they outlive it: handlers destroyed inside
+  // Declared before `io` so that they outlive it: handlers destroyed inside
   // ~io_context destroy sessions, whose destructors still report here.
   ServerOptions options;
   Handler handler;
@@ -230,6 +230,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   ~Session() {
+    // Still waiting on the Handler: the shutdown grace ran out, or the server is being destroyed.
+    if (phase_ == Phase::handling) server_.counters.in_flight_requests.fetch_sub(1, std::memory_order_relaxed);
     server_.counters.open_connections.fetch_sub(1, std::memory_order_relaxed);
     server_.session_gone(this);
   }

@@ -205,11 +205,12 @@ constexpr std::string_view kActivityDraws =
 constexpr std::string_view kUserDrawsFirst =
     "SELECT " FD_DRAW_COLUMNS
     " FROM draws WHERE user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
-    " ORDER BY drawn_at_ms DESC, draw_id DESC LIMIT ?3";
+    " ORDER BY drawn_at_ms DESC, seq DESC, draw_id DESC LIMIT ?3";
 constexpr std::string_view kUserDrawsAfter =
     "SELECT " FD_DRAW_COLUMNS
     " FROM draws WHERE user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
-    " AND (drawn_at_ms, draw_id) < (?4, ?5) ORDER BY drawn_at_ms DESC, draw_id DESC LIMIT ?3";
+    " AND (drawn_at_ms, seq, draw_id) < (?4, ?5, ?6)"
+    " ORDER BY drawn_at_ms DESC, seq DESC, draw_id DESC LIMIT ?3";
 constexpr std::string_view kDrawsSince =
     "SELECT * FROM (SELECT " FD_DRAW_COLUMNS
     " FROM draws WHERE activity_id = ?1 AND drawn_at_ms >= ?2"
@@ -282,27 +283,43 @@ int bind_draw(sqlite3_stmt* s, const DrawRecord& r) {
   return rc;
 }
 
-// The user_draws cursor: "<drawn_at_ms>.<draw_id>" of the last row returned.
+// The user_draws cursor: "<drawn_at_ms>.<seq>.<draw_id>" of the last row
+// returned. Within one millisecond, seq orders one activity's draws as they
+// were made (ULIDs of one millisecond are random, not ordered).
+struct UserCursor {
+  std::int64_t drawn_at_ms = 0;
+  std::int64_t seq = 0;
+  std::string draw_id;
+};
+
 std::string encode_user_cursor(const DrawRecord& last) {
-  return std::to_string(last.drawn_at_ms) + "." + last.draw_id;
+  return std::to_string(last.drawn_at_ms) + "." + std::to_string(last.seq) + "." + last.draw_id;
 }
 
-std::optional<std::pair<std::int64_t, std::string>> decode_user_cursor(std::string_view cursor) {
-  const std::size_t dot = cursor.find('.');
-  if (dot == std::string_view::npos || dot == 0 || dot > 19) return std::nullopt;
-  const std::string_view ms_part = cursor.substr(0, dot);
-  const std::string_view id_part = cursor.substr(dot + 1);
-  if (id_part.empty() || id_part.size() > 128) return std::nullopt;
-  if (!std::all_of(ms_part.begin(), ms_part.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+std::optional<std::int64_t> parse_decimal(std::string_view digits) {
+  if (digits.empty() || digits.size() > 19 ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;
   }
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (ec != std::errc{} || end != digits.data() + digits.size()) return std::nullopt;
+  return value;
+}
+
+std::optional<UserCursor> decode_user_cursor(std::string_view cursor) {
+  const std::size_t first_dot = cursor.find('.');
+  if (first_dot == std::string_view::npos) return std::nullopt;
+  const std::size_t second_dot = cursor.find('.', first_dot + 1);
+  if (second_dot == std::string_view::npos) return std::nullopt;
+  const auto ms = parse_decimal(cursor.substr(0, first_dot));
+  const auto seq = parse_decimal(cursor.substr(first_dot + 1, second_dot - first_dot - 1));
+  const std::string_view id_part = cursor.substr(second_dot + 1);
+  if (!ms || !seq || id_part.empty() || id_part.size() > 128) return std::nullopt;
   if (!std::all_of(id_part.begin(), id_part.end(), [](char c) { return c > ' ' && c <= '~'; })) {
     return std::nullopt;
   }
-  std::int64_t ms = 0;
-  const auto [end, ec] = std::from_chars(ms_part.data(), ms_part.data() + ms_part.size(), ms);
-  if (ec != std::errc{} || end != ms_part.data() + ms_part.size()) return std::nullopt;
-  return std::make_pair(ms, std::string(id_part));
+  return UserCursor{*ms, *seq, std::string(id_part)};
 }
 
 std::string prizes_to_json(const std::vector<EpochPrize>& prizes) {
@@ -1049,7 +1066,7 @@ Result<DrawPage> SqliteSink::activity_draws(std::string_view activity_id, std::i
 Result<DrawPage> SqliteSink::user_draws(std::string_view user_id,
                                         std::optional<std::string_view> activity_id,
                                         std::optional<std::string_view> cursor, std::size_t limit) {
-  std::optional<std::pair<std::int64_t, std::string>> after;
+  std::optional<UserCursor> after;
   if (cursor) {
     try {
       after = decode_user_cursor(*cursor);
@@ -1072,8 +1089,9 @@ Result<DrawPage> SqliteSink::user_draws(std::string_view user_id,
     }
     sqlite3_bind_int64(*stmt, 3, to_i64(limit) + 1);
     if (after) {
-      sqlite3_bind_int64(*stmt, 4, after->first);
-      bind_text(*stmt, 5, after->second);
+      sqlite3_bind_int64(*stmt, 4, after->drawn_at_ms);
+      sqlite3_bind_int64(*stmt, 5, after->seq);
+      bind_text(*stmt, 6, after->draw_id);
     }
     DrawPage page;
     bool more = false;

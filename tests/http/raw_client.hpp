@@ -34,7 +34,12 @@ struct RawResponse {
 
 class RawClient {
  public:
-  explicit RawClient(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(3)) {
+  explicit RawClient(std::uint16_t port, std::chrono::milliseconds timeout = std::chrono::seconds(3))
+      : RawClient(timeout) {
+    connect_to(port);
+  }
+  // Makes the socket only; connect_to() later (to connect while the process has no spare descriptor).
+  explicit RawClient(std::chrono::milliseconds timeout) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd_ < 0) return;
     timeval tv{};
@@ -42,6 +47,10 @@ class RawClient {
     tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+
+  bool connect_to(std::uint16_t port) {
+    if (fd_ < 0) return false;
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
@@ -49,8 +58,11 @@ class RawClient {
     if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
       ::close(fd_);
       fd_ = -1;
+      return false;
     }
+    return true;
   }
+
   ~RawClient() {
     if (fd_ >= 0) ::close(fd_);
   }

@@ -3,6 +3,7 @@
 #include "fairdraw/http/server.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -455,6 +456,77 @@ TEST(HttpServer, ShutdownWithoutConnectionsReturnsPromptly) {
   s.server().shutdown();
   EXPECT_TRUE(s.run_returned_within(2000ms));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1000ms);
+}
+
+TEST(HttpServer, GraceEndsUnansweredRequestsAndLateRespondersAreHarmless) {
+  std::mutex mu;
+  std::vector<Responder> stash;
+  ServerOptions o = test_options();
+  o.shutdown_grace = 300ms;
+  auto server = std::make_unique<Server>(o, [&](Request&&, Responder respond) {
+    std::lock_guard lock(mu);
+    stash.push_back(std::move(respond));
+  });
+  ASSERT_TRUE(server->listen().ok());
+  std::thread runner([&server] { server->run(); });
+  RawClient c(server->port());
+  ASSERT_TRUE(c.send(get("/kept")));
+  ASSERT_TRUE(eventually([&] {
+    std::lock_guard lock(mu);
+    return stash.size() == 1;
+  }));
+  const auto start = std::chrono::steady_clock::now();
+  server->shutdown();
+  runner.join();
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(elapsed, 250ms);
+  EXPECT_LT(elapsed, 2000ms);
+  server.reset();
+  EXPECT_TRUE(c.wait_closed());
+  // The Responder outlives the Server: calling it, then dropping it, must be harmless.
+  std::lock_guard lock(mu);
+  stash.front()(text(200, "late"));
+  stash.push_back(Responder(stash.front()));
+  stash.clear();
+}
+
+TEST(HttpServer, AcceptBacksOffWhenOutOfDescriptors) {
+  TestServer s;
+  {
+    RawClient warm_up(s.port());  // run() is past its own start-up (signal pipe) once this is served
+    ASSERT_TRUE(warm_up.send(get("/echo", "Connection: close\r\n")));
+    ASSERT_TRUE(warm_up.read_response());
+    ASSERT_TRUE(warm_up.wait_closed());
+  }
+  ASSERT_TRUE(eventually([&] { return s.server().stats().open_connections == 0; }));
+  const std::uint64_t accepted_before = s.server().stats().accepted_connections;
+  RawClient c(3000ms);  // the socket is made while descriptors are available
+  ASSERT_TRUE(c.connected());
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit none = old;
+  none.rlim_cur = 0;
+  rusage before{};
+  ::getrusage(RUSAGE_SELF, &before);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &none), 0);
+  // The kernel completes the handshake; the server's accept() fails with EMFILE.
+  const bool connected = c.connect_to(s.port());
+  std::this_thread::sleep_for(300ms);
+  const std::uint64_t accepted_meanwhile = s.server().stats().accepted_connections;
+  rusage after{};
+  ::getrusage(RUSAGE_SELF, &after);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+
+  ASSERT_TRUE(connected);
+  EXPECT_EQ(accepted_meanwhile, accepted_before);
+  auto cpu_us = [](const rusage& u) {
+    return (u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1000000L + u.ru_utime.tv_usec + u.ru_stime.tv_usec;
+  };
+  EXPECT_LT(cpu_us(after) - cpu_us(before), 150000L) << "accept loop spinning on EMFILE";
+  ASSERT_TRUE(c.send(get("/echo")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
 }
 
 TEST(HttpServer, ResponderGuards) {

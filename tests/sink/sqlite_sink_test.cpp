@@ -410,7 +410,7 @@ TEST(SqliteSink, UserDrawsPageNewestFirst) {
   ASSERT_TRUE(acks.wait_total(n));
   ASSERT_EQ(acks.durable(), n);
   std::sort(mine.begin(), mine.end(), [](const DrawRecord& x, const DrawRecord& y) {
-    return std::tie(x.drawn_at_ms, x.draw_id) > std::tie(y.drawn_at_ms, y.draw_id);
+    return std::tie(x.drawn_at_ms, x.seq, x.draw_id) > std::tie(y.drawn_at_ms, y.seq, y.draw_id);
   });
 
   auto collect = [&](std::optional<std::string_view> activity, std::size_t limit) {

@@ -27,6 +27,9 @@ struct DrawEngineOptions {
   std::size_t max_tokens = 1'000'000;
   // Keep shuffled decks ready for at least this many draws ahead (at least one epoch).
   std::uint64_t prepare_ahead_draws = 8192;
+  // Draws waiting for the record beyond this get 503 before taking a seq: a
+  // seq the sink would refuse (its queue full) would block the activity.
+  std::uint64_t max_in_flight_draws = 50000;
   std::string zoneinfo_dir = "/usr/share/zoneinfo";
   // The activity's stored form (the admin API's JSON); the engine knows no JSON.
   std::function<std::string(const ActivityConfig&)> encode_config;

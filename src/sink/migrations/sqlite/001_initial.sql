@@ -19,8 +19,8 @@ CREATE TABLE draws (
 -- Replays after the in-memory idempotency ring dropped a key.
 CREATE INDEX draws_by_idempotency_key ON draws (activity_id, idempotency_key, seq);
 
--- A user's draws newest first; (drawn_at_ms, draw_id) is the keyset cursor.
-CREATE INDEX draws_by_user ON draws (user_id, drawn_at_ms, draw_id);
+-- A user's draws newest first; (drawn_at_ms, seq, draw_id) is the keyset cursor.
+CREATE INDEX draws_by_user ON draws (user_id, drawn_at_ms, seq, draw_id);
 
 -- Recovery: live idempotency keys and today's per-user counts.
 CREATE INDEX draws_by_time ON draws (activity_id, drawn_at_ms, seq);
