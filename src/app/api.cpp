@@ -149,7 +149,38 @@ bool admin_token_matches(std::string_view authorization, std::string_view admin_
   return CRYPTO_memcmp(a, b, sizeof a) == 0;
 }
 
+// A draw waiting for its outcome; whoever flips `answered` first responds.
+struct Api::PendingDraw {
+  std::atomic<bool> answered{false};
+  std::chrono::steady_clock::time_point deadline;
+  std::function<void(http::Response)> finish;
+  std::string path;
+};
+
 Api::Api(ApiContext context) : ctx_(std::move(context)) {}
+
+void Api::expire_deadlines() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<PendingDraw>> late;
+  {
+    std::lock_guard lock(pending_mutex_);
+    while (!pending_.empty()) {
+      auto draw = pending_.front().lock();
+      if (draw && draw->deadline > now) break;
+      pending_.pop_front();
+      if (draw) late.push_back(std::move(draw));
+    }
+  }
+  for (auto& draw : late) {
+    if (draw->answered.exchange(true)) continue;
+    ctx_.metrics.count_draw("deadline_exceeded");
+    draw->finish(problem_response(
+        make_error(ErrorKind::unavailable,
+                   "the draw did not complete within the request deadline; retry with the same "
+                   "Idempotency-Key to get its outcome"),
+        draw->path));
+  }
+}
 
 void Api::handle(http::Request&& request, http::Responder respond) {
   const auto started = std::chrono::steady_clock::now();
@@ -299,14 +330,22 @@ void Api::handle(http::Request&& request, http::Responder respond) {
         key = "auto-" + make_ulid(now, entropy);
       }
       command.idempotency_key = std::move(*key);
+      auto pending = std::make_shared<PendingDraw>();
+      pending->deadline = started + std::chrono::milliseconds(ctx_.config.http.request_timeout_ms);
+      pending->finish = std::move(finish);
+      pending->path = req->path;
+      {
+        std::lock_guard lock(pending_mutex_);
+        pending_.push_back(pending);
+      }
       auto post = ctx_.post;
-      ctx_.store.draw(std::move(command), [this, post, finish = std::move(finish),
-                                           req](Result<DrawOutcome> outcome) mutable {
+      ctx_.store.draw(std::move(command), [this, post, pending](Result<DrawOutcome> outcome) mutable {
         // Completions arrive on the sink's writer thread: do the JSON on an io thread.
-        post([this, finish = std::move(finish), req, outcome = std::move(outcome)]() mutable {
+        post([this, pending = std::move(pending), outcome = std::move(outcome)]() mutable {
+          if (pending->answered.exchange(true)) return;  // the deadline answered already
           if (!outcome.ok()) {
             ctx_.metrics.count_draw(problem_info(outcome.error().kind).type);
-            return finish(problem_response(outcome.error(), req->path));
+            return pending->finish(problem_response(outcome.error(), pending->path));
           }
           const DrawOutcome& o = outcome.value();
           ctx_.metrics.count_draw(o.replayed ? "replayed" : (o.record.won ? "won" : "miss"));
@@ -315,7 +354,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
           response.set_header("Content-Type", "application/json");
           if (o.replayed) response.set_header("Idempotent-Replayed", "true");
           response.body = draw_body(o.record);
-          finish(std::move(response));
+          pending->finish(std::move(response));
         });
       });
       return;

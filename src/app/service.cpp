@@ -27,6 +27,7 @@ struct Service::Impl {
   Metrics metrics;
   std::unique_ptr<Api> api;
   std::unique_ptr<http::Server> server;
+  std::shared_ptr<http::Timer> deadline_timer;
   Scheduler scheduler{2};
 
   std::string render_metrics() {
@@ -158,6 +159,8 @@ Result<std::unique_ptr<Service>> Service::create(Config config) {
         impl->api->handle(std::move(request), std::move(respond));
       });
   if (auto listening = s.server->listen(); !listening.ok()) return listening.error();
+  s.deadline_timer = s.server->every(std::chrono::milliseconds(20),
+                                     [impl] { impl->api->expire_deadlines(); });
 
   s.scheduler.add("prepare_epochs", std::chrono::milliseconds(100),
                   [impl] { impl->engine->prepare_epochs(); });

@@ -182,7 +182,8 @@ TEST(RestartTest, KillNineUnderLoadLosesNothing) {
   const HttpResponse view = c.get("/activities/rs");
   ASSERT_EQ(view.status, 200) << view.describe();
   EXPECT_EQ(view.json()["draws"], n + 1) << view.body;
-  for (const json& p : view.json()["prizes"]) {
+  const json view_body = view.json();  // the loop must not range over a temporary's member
+  for (const json& p : view_body["prizes"]) {
     const std::string id = p["id"].get<std::string>();
     EXPECT_EQ(p["remaining"].get<std::int64_t>(), p["stock"].get<std::int64_t>() - wins[id])
         << id << " after restart:\n" << view.body;

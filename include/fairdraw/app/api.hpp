@@ -4,7 +4,10 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "fairdraw/app/config.hpp"
@@ -33,10 +36,18 @@ class Api {
   void handle(http::Request&& request, http::Responder respond);
   // Readiness turns false while the service drains for shutdown.
   void set_draining() { draining_.store(true); }
+  // Answers 503 to draws still waiting past http.request_timeout_ms (call it
+  // periodically). The draw itself goes on: a retry with the same key gets
+  // 409 while it is in flight, then its stored outcome.
+  void expire_deadlines();
 
  private:
+  struct PendingDraw;
   ApiContext ctx_;
   std::atomic<bool> draining_{false};
+  std::mutex pending_mutex_;
+  // In deadline order, since every draw gets the same timeout.
+  std::deque<std::weak_ptr<PendingDraw>> pending_;  // guarded by pending_mutex_
 };
 
 // Exposed for tests: the Idempotency-Key header, bare or as a quoted string.
