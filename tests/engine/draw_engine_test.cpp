@@ -14,75 +14,12 @@
 
 #include "fairdraw/app/json_codec.hpp"
 #include "fairdraw/sink/sqlite_sink.hpp"
+#include "support/gated_sink.hpp"
 
 namespace fairdraw {
 namespace {
 
 constexpr std::int64_t kStart = 1'790'000'000'000;  // 2026-09-21
-
-// Holds acks until released, to catch a draw in flight. Wraps the real sink.
-class GatedSink final : public Sink {
- public:
-  explicit GatedSink(Sink& inner) : inner_(inner) {}
-  void hold() { std::lock_guard l(m_); held_ = true; }
-  void release() {
-    std::vector<std::pair<DrawRecord, Ack>> pending;
-    {
-      std::lock_guard l(m_);
-      held_ = false;
-      pending.swap(pending_);
-    }
-    for (auto& [r, a] : pending) inner_.append(std::move(r), std::move(a));
-  }
-  void append(DrawRecord record, Ack ack) override {
-    {
-      std::lock_guard l(m_);
-      if (held_) {
-        pending_.emplace_back(std::move(record), std::move(ack));
-        return;
-      }
-    }
-    inner_.append(std::move(record), std::move(ack));
-  }
-  void flush_and_stop() override { release(); inner_.flush_and_stop(); }
-  bool healthy() const override { return inner_.healthy(); }
-  SinkStats stats() const override { return inner_.stats(); }
-  Result<std::optional<DrawRecord>> find_draw(std::string_view id) override {
-    return inner_.find_draw(id);
-  }
-  Result<std::optional<DrawRecord>> find_by_idempotency_key(std::string_view a,
-                                                            std::string_view k) override {
-    return inner_.find_by_idempotency_key(a, k);
-  }
-  Result<DrawPage> activity_draws(std::string_view a, std::int64_t after, std::size_t n) override {
-    return inner_.activity_draws(a, after, n);
-  }
-  Result<DrawPage> user_draws(std::string_view u, std::optional<std::string_view> a,
-                              std::optional<std::string_view> c, std::size_t n) override {
-    return inner_.user_draws(u, a, c, n);
-  }
-  Result<std::vector<DrawRecord>> draws_since(std::string_view a, std::int64_t s,
-                                              std::size_t n) override {
-    return inner_.draws_since(a, s, n);
-  }
-  Result<std::vector<std::pair<std::string, std::int64_t>>> user_counts_since(
-      std::string_view a, std::int64_t s) override {
-    return inner_.user_counts_since(a, s);
-  }
-  Status save_activity(const StoredActivity& a) override { return inner_.save_activity(a); }
-  Result<std::vector<StoredActivity>> load_activities() override { return inner_.load_activities(); }
-  Status save_epoch(const EpochRecord& e) override { return inner_.save_epoch(e); }
-  Result<std::vector<EpochRecord>> load_epochs(std::string_view a) override {
-    return inner_.load_epochs(a);
-  }
-  Result<ActivityTotals> load_totals(std::string_view a) override { return inner_.load_totals(a); }
-
- private:
-  Sink& inner_;
-  std::mutex m_;
-  bool held_ = false;
-  std::vector<std::pair<DrawRecord, Ack>> pending_;
-};
 
 ActivityConfig make_config(std::vector<std::pair<std::uint32_t, std::int64_t>> prizes,
                            std::uint32_t miss) {
@@ -114,7 +51,7 @@ class DrawEngineTest : public ::testing::Test {
     auto sink = SqliteSink::open(sink_options);
     ASSERT_TRUE(sink.ok()) << sink.error().detail;
     sink_ = std::move(sink.value());
-    gate_ = std::make_unique<GatedSink>(*sink_);
+    gate_ = std::make_unique<test::GatedSink>(*sink_);
     options.encode_config = [](const ActivityConfig& a) { return app::activity_config_json(a).dump(); };
     options.decode_config = [](const std::string& s) {
       return app::parse_activity(nlohmann::json::parse(s));
@@ -146,7 +83,7 @@ class DrawEngineTest : public ::testing::Test {
   ManualClock clock_{kStart};
   FixedEntropy entropy_{7};
   std::unique_ptr<SqliteSink> sink_;
-  std::unique_ptr<GatedSink> gate_;
+  std::unique_ptr<test::GatedSink> gate_;
   std::unique_ptr<DrawEngine> engine_;
 };
 

@@ -1,0 +1,81 @@
+// One pipelined, auto-reconnecting connection to a Redis server, driven by Asio
+// (which owns the socket) with hiredis used only to format commands and parse replies.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fairdraw/redis/reply.hpp"
+#include "fairdraw/redis/url.hpp"
+#include "fairdraw/result.hpp"
+
+// Only a reference crosses this header, so Asio stays out of its includers.
+namespace boost::asio {
+class io_context;
+}
+
+namespace fairdraw::redis {
+
+struct RedisOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 6379;
+  std::string user;      // with a password: `AUTH user password` (ACL); empty: `AUTH password`
+  std::string password;  // empty: no AUTH
+  int db = 0;            // != 0: SELECT db on every connect
+  // Resolve + TCP connect + AUTH/SELECT; commands queued meanwhile wait at most command_timeout.
+  std::chrono::milliseconds connect_timeout{1000};
+  // The longest the oldest unanswered command may wait before the connection is dropped.
+  std::chrono::milliseconds command_timeout{1000};
+  // Commands accepted but not yet answered (queued while connecting included); more fail fast.
+  std::size_t max_pipeline = 1024;
+  // Reconnect delay after a failure: starts at the minimum, doubles up to the maximum,
+  // back to the minimum once a connection is up.
+  std::chrono::milliseconds reconnect_backoff_min{50};
+  std::chrono::milliseconds reconnect_backoff_max{2000};
+};
+
+// host, port, user, password and db from a parsed URL; timeouts and limits stay default.
+RedisOptions make_redis_options(const RedisUrl& url);
+
+using RedisCallback = std::function<void(Result<RedisReply>)>;
+
+// Thread-safe: every call posts onto the connection's strand, and every callback runs on
+// that strand exactly once (never inline in command()), so callbacks must not block.
+// Errors: ErrorKind::unavailable when the server cannot be reached, times out, rejects
+// AUTH/SELECT, the pipeline is full or the connection is closed; ErrorKind::internal for
+// a protocol error. A Redis error reply is a successful Result holding a reply of type error.
+// Destroy it before its io_context.
+class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
+ public:
+  // Starts connecting at once; commands issued meanwhile are queued (up to max_pipeline).
+  static std::shared_ptr<RedisConnection> create(boost::asio::io_context& io, RedisOptions options);
+
+  // Closes the connection (as close()); operations still pending finish in the background.
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Sends argv (e.g. {"SET", key, value}) pipelined behind earlier commands; replies come
+  // back in issue order. Fails fast with unavailable while the connection is down and the
+  // reconnect backoff has not elapsed.
+  void command(std::vector<std::string> argv, RedisCallback done);
+
+  // Fails every unanswered command with unavailable and stops reconnecting; later commands
+  // fail with unavailable. Idempotent.
+  void close();
+
+  const RedisOptions& options() const;
+
+  class Impl;
+
+ private:
+  explicit RedisConnection(std::shared_ptr<Impl> impl);
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace fairdraw::redis

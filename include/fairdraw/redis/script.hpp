@@ -1,0 +1,36 @@
+// A Lua script run with EVALSHA, loaded on demand (SCRIPT LOAD) and reloaded once when
+// a server answers NOSCRIPT (restart, failover, SCRIPT FLUSH).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fairdraw/redis/connection.hpp"
+
+namespace fairdraw::redis {
+
+class RedisScript {
+ public:
+  explicit RedisScript(std::string source);
+
+  const std::string& source() const;
+  // The SHA1 Redis returned for the source once any call has loaded it.
+  std::optional<std::string> sha() const;
+
+  // EVALSHA sha numkeys keys... args...; loads the script first if no SHA is known yet,
+  // and on a NOSCRIPT error reply runs SCRIPT LOAD and retries EVALSHA once. `done` gets
+  // the script's reply (a Lua error is an error reply) or an Error as from
+  // RedisConnection::command. Thread-safe; the script and the connection may be destroyed
+  // while calls are in flight (a retry on a destroyed connection fails with unavailable).
+  void call(RedisConnection& connection, std::vector<std::string> keys, std::vector<std::string> args,
+            RedisCallback done) const;
+
+  struct State;
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace fairdraw::redis

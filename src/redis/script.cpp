@@ -1,0 +1,94 @@
+// EVALSHA with SCRIPT LOAD on demand and one retry after NOSCRIPT.
+#include "fairdraw/redis/script.hpp"
+
+#include <mutex>
+#include <utility>
+
+namespace fairdraw::redis {
+
+// Shared with in-flight calls, which may outlive the RedisScript.
+struct RedisScript::State {
+  explicit State(std::string src) : source(std::move(src)) {}
+
+  const std::string source;
+  mutable std::mutex mutex;
+  std::string sha;  // guarded by mutex; empty until SCRIPT LOAD answered
+
+  std::string get_sha() const {
+    const std::lock_guard lock(mutex);
+    return sha;
+  }
+  void set_sha(std::string value) {
+    const std::lock_guard lock(mutex);
+    sha = std::move(value);
+  }
+};
+
+namespace {
+
+using State = RedisScript::State;
+
+struct Call {
+  std::shared_ptr<State> state;
+  // Weak: a call must not keep a connection its owner has dropped; a retry on it fails.
+  std::weak_ptr<RedisConnection> connection;
+  std::vector<std::string> keys;
+  std::vector<std::string> args;
+  RedisCallback done;
+};
+
+void load_then_eval(std::shared_ptr<Call> call);
+
+void eval(std::shared_ptr<Call> call, std::string sha, bool may_reload) {
+  auto connection = call->connection.lock();
+  if (!connection) return call->done(make_error(ErrorKind::unavailable, "redis: connection closed"));
+  std::vector<std::string> argv;
+  argv.reserve(3 + call->keys.size() + call->args.size());
+  argv.emplace_back("EVALSHA");
+  argv.push_back(std::move(sha));
+  argv.push_back(std::to_string(call->keys.size()));
+  argv.insert(argv.end(), call->keys.begin(), call->keys.end());
+  argv.insert(argv.end(), call->args.begin(), call->args.end());
+  connection->command(std::move(argv), [call, may_reload](Result<RedisReply> reply) {
+    if (may_reload && reply.ok() && reply->error_code() == "NOSCRIPT") return load_then_eval(std::move(call));
+    call->done(std::move(reply));
+  });
+}
+
+void load_then_eval(std::shared_ptr<Call> call) {
+  auto connection = call->connection.lock();
+  if (!connection) return call->done(make_error(ErrorKind::unavailable, "redis: connection closed"));
+  connection->command({"SCRIPT", "LOAD", call->state->source}, [call](Result<RedisReply> reply) {
+    if (!reply.ok() || reply->is_error()) return call->done(std::move(reply));
+    if (!reply->is_string()) {
+      return call->done(make_error(ErrorKind::internal, "redis: SCRIPT LOAD answered with a " +
+                                                            std::string(to_string(reply->type)) + " reply"));
+    }
+    call->state->set_sha(reply->str);
+    // Loaded just now on this connection: a NOSCRIPT now would be a real failure, not a race.
+    eval(call, reply->str, false);
+  });
+}
+
+}  // namespace
+
+RedisScript::RedisScript(std::string source) : state_(std::make_shared<State>(std::move(source))) {}
+
+const std::string& RedisScript::source() const { return state_->source; }
+
+std::optional<std::string> RedisScript::sha() const {
+  std::string sha = state_->get_sha();
+  if (sha.empty()) return std::nullopt;
+  return sha;
+}
+
+void RedisScript::call(RedisConnection& connection, std::vector<std::string> keys, std::vector<std::string> args,
+                       RedisCallback done) const {
+  auto call = std::make_shared<Call>(
+      Call{state_, connection.weak_from_this(), std::move(keys), std::move(args), std::move(done)});
+  std::string sha = state_->get_sha();
+  if (sha.empty()) return load_then_eval(std::move(call));
+  eval(std::move(call), std::move(sha), true);
+}
+
+}  // namespace fairdraw::redis
