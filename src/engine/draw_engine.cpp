@@ -2,8 +2,9 @@
 // in-process atomics, epochs and decks (section 4), and recovery from the sink.
 //
 // Concurrency model, in short:
-// - The registry of activities is an immutable map swapped atomically
-//   (copy-on-write); a draw never takes a lock to find its activity.
+// - The registry of activities is an immutable map, replaced whole
+//   (copy-on-write) through a SharedSlot: a draw holds no lock while it works,
+//   only a spin bit for the refcount increment of each snapshot it loads.
 // - An activity's current Segment is an immutable config plus one atomic
 //   counter of sequence numbers taken. A draw takes seq = base + fetch_add(1).
 //   An admin change closes the segment by setting kClosed in that same counter
@@ -28,6 +29,7 @@
 
 #include "fairdraw/engine/deck.hpp"
 #include "fairdraw/engine/quota.hpp"
+#include "fairdraw/engine/shared_slot.hpp"
 #include "fairdraw/engine/time_zone.hpp"
 #include "fairdraw/engine/ulid.hpp"
 
@@ -93,7 +95,7 @@ struct DrawEngine::EpochChain {
   std::vector<std::uint32_t> weights;
   std::uint32_t miss_weight = 0;
   std::vector<EpochPrize> prizes;
-  std::array<std::atomic<std::shared_ptr<const EpochDeck>>, kSlots> decks;
+  std::array<SharedSlot<const EpochDeck>, kSlots> decks;
   std::int64_t prepared_through = -1;  // guarded by Activity::mutex
 
   static std::shared_ptr<EpochChain> make(const ActivityConfig& config, std::int64_t first_epoch,
@@ -140,7 +142,7 @@ struct DrawEngine::Segment {
 struct DrawEngine::Activity {
   std::string id;
   std::mutex mutex;  // admin changes, epoch preparation, fairness reads
-  std::atomic<std::shared_ptr<Segment>> segment;
+  SharedSlot<Segment> segment;
   QuotaBook quotas;
   std::atomic<std::int64_t> durable_next_seq{0};  // every seq below is committed
   std::int64_t created_at_ms = 0;                  // guarded by mutex
@@ -195,7 +197,7 @@ DrawEngine::DrawEngine(DrawEngineOptions options, Sink& sink, Clock& clock, Entr
 DrawEngine::~DrawEngine() = default;
 
 std::shared_ptr<DrawEngine::Activity> DrawEngine::find(const std::string& id) const {
-  auto registry = registry_.load(std::memory_order_acquire);
+  auto registry = registry_.load();
   auto it = registry->find(id);
   return it == registry->end() ? nullptr : it->second;
 }
@@ -261,7 +263,7 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
     }
   }
 
-  auto seg = act->segment.load(std::memory_order_acquire);
+  auto seg = act->segment.load();
   const ActivityStatus status = status_at(*seg->config, seg->ended, now);
   if (status != ActivityStatus::active) {
     return refuse(make_error(ErrorKind::activity_not_active,
@@ -280,7 +282,7 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
   // published: reload and retry (the window is a few instructions wide).
   std::int64_t seq = 0;
   for (;;) {
-    seg = act->segment.load(std::memory_order_acquire);
+    seg = act->segment.load();
     if (seg->ended) {
       act->quotas.give_back(command.user_id, day);
       return refuse(make_error(ErrorKind::activity_not_active, "the activity is ended"));
@@ -361,11 +363,11 @@ void DrawEngine::finish_draw(const std::shared_ptr<Activity>& act,
 std::shared_ptr<const DrawEngine::EpochDeck> DrawEngine::deck_for(Activity& act, EpochChain& chain,
                                                                   std::int64_t epoch) {
   auto& slot = chain.decks[static_cast<std::size_t>(epoch) % EpochChain::kSlots];
-  auto deck = slot.load(std::memory_order_acquire);
+  auto deck = slot.load();
   if (deck && deck->epoch == epoch) return deck;
 
   std::lock_guard lock(act.mutex);
-  deck = slot.load(std::memory_order_acquire);
+  deck = slot.load();
   if (deck && deck->epoch == epoch) return deck;
   if (epoch <= chain.prepared_through) {
     // A straggler whose deck was already replaced in the ring: rebuild it from
@@ -380,7 +382,7 @@ std::shared_ptr<const DrawEngine::EpochDeck> DrawEngine::deck_for(Activity& act,
   while (chain.prepared_through < epoch) {
     if (!prepare_one_locked(act, chain).ok()) return nullptr;
   }
-  return slot.load(std::memory_order_acquire);
+  return slot.load();
 }
 
 // Creates (or reuses, after a restart) the chain's next epoch: its seed stored
@@ -406,16 +408,16 @@ Status DrawEngine::prepare_one_locked(Activity& act, EpochChain& chain) {
   auto deck = std::make_shared<EpochDeck>();
   deck->epoch = epoch;
   deck->cards = build_deck(act.epochs[index].seed, chain.weights, chain.miss_weight);
-  chain.decks[index % EpochChain::kSlots].store(std::move(deck), std::memory_order_release);
+  chain.decks[index % EpochChain::kSlots].store(std::move(deck));
   chain.prepared_through = epoch;
   epochs_prepared_.fetch_add(1, std::memory_order_relaxed);
   return ok_status();
 }
 
 void DrawEngine::prepare_epochs() {
-  auto registry = registry_.load(std::memory_order_acquire);
+  auto registry = registry_.load();
   for (const auto& [id, act] : *registry) {
-    auto seg = act->segment.load(std::memory_order_acquire);
+    auto seg = act->segment.load();
     if (seg->ended || !seg->chain) continue;
     EpochChain& chain = *seg->chain;
     const std::int64_t current = chain.epoch_of(std::max(seg->next_seq(), chain.origin_seq));
@@ -424,7 +426,7 @@ void DrawEngine::prepare_epochs() {
     const std::int64_t target =
         current + std::min<std::int64_t>(ahead, EpochChain::kSlots / 2 - 1);
     std::lock_guard lock(act->mutex);
-    if (act->segment.load(std::memory_order_acquire) != seg) continue;  // changed meanwhile
+    if (act->segment.load() != seg) continue;  // changed meanwhile
     while (chain.prepared_through < target) {
       if (!prepare_one_locked(*act, chain).ok()) break;
     }
@@ -496,12 +498,12 @@ Result<bool> DrawEngine::put_activity(const std::string& id, ActivityConfig conf
     act->segment.store(make_segment(*act, shared_config, std::move(chain.value()), 0, false));
     auto next = std::make_shared<Registry>(*registry_.load());
     next->emplace(id, act);
-    registry_.store(std::move(next), std::memory_order_release);
+    registry_.store(std::move(next));
     return true;
   }
 
   std::lock_guard lock(act->mutex);
-  auto old = act->segment.load(std::memory_order_acquire);
+  auto old = act->segment.load();
   if (old->ended) {
     return make_error(ErrorKind::activity_not_active, "the activity has ended for good");
   }
@@ -523,8 +525,7 @@ Result<bool> DrawEngine::put_activity(const std::string& id, ActivityConfig conf
       old->taken.fetch_or(kClosed, std::memory_order_acq_rel) & ~kClosed;
   const std::int64_t boundary = old->base_seq + static_cast<std::int64_t>(count);
   if (!same_deck) chain->origin_seq = boundary;
-  act->segment.store(make_segment(*act, shared_config, chain, boundary, false),
-                     std::memory_order_release);
+  act->segment.store(make_segment(*act, shared_config, chain, boundary, false));
   if (!same_deck) {
     if (auto closed = close_chain_locked(*act, *old, boundary, now_ms); !closed.ok()) {
       return closed.error();
@@ -537,15 +538,14 @@ Status DrawEngine::end_activity(const std::string& id, std::int64_t now_ms) {
   auto act = find(id);
   if (!act) return not_found(id);
   std::lock_guard lock(act->mutex);
-  auto old = act->segment.load(std::memory_order_acquire);
+  auto old = act->segment.load();
   if (old->ended) return ok_status();  // ending twice is harmless
   StoredActivity stored{id, options_.encode_config(*old->config), true, act->created_at_ms, now_ms};
   if (auto saved = sink_.save_activity(stored); !saved.ok()) return saved;
   const std::uint64_t count =
       old->taken.fetch_or(kClosed, std::memory_order_acq_rel) & ~kClosed;
   const std::int64_t boundary = old->base_seq + static_cast<std::int64_t>(count);
-  act->segment.store(make_segment(*act, old->config, nullptr, boundary, true),
-                     std::memory_order_release);
+  act->segment.store(make_segment(*act, old->config, nullptr, boundary, true));
   return close_chain_locked(*act, *old, boundary, now_ms);
 }
 
@@ -553,7 +553,7 @@ Status DrawEngine::end_activity(const std::string& id, std::int64_t now_ms) {
 // Reads.
 
 ActivityView DrawEngine::view_of(const Activity& act, std::int64_t now_ms) const {
-  auto seg = act.segment.load(std::memory_order_acquire);
+  auto seg = act.segment.load();
   ActivityView view;
   view.id = act.id;
   view.config = *seg->config;
@@ -575,7 +575,7 @@ Result<ActivityView> DrawEngine::get_activity(const std::string& id, std::int64_
 }
 
 std::vector<ActivityView> DrawEngine::list_activities(std::int64_t now_ms) {
-  auto registry = registry_.load(std::memory_order_acquire);
+  auto registry = registry_.load();
   std::vector<ActivityView> views;
   views.reserve(registry->size());
   for (const auto& [id, act] : *registry) views.push_back(view_of(*act, now_ms));
@@ -588,7 +588,7 @@ Result<std::vector<EpochView>> DrawEngine::fairness(const std::string& id) {
   auto act = find(id);
   if (!act) return not_found(id);
   std::lock_guard lock(act->mutex);
-  auto seg = act->segment.load(std::memory_order_acquire);
+  auto seg = act->segment.load();
   const std::int64_t next_seq = seg->next_seq();
   const std::int64_t durable = act->durable_next_seq.load(std::memory_order_acquire);
   std::vector<EpochView> views;
@@ -795,7 +795,7 @@ Status DrawEngine::recover_activity(const StoredActivity& stored) {
 
   auto next = std::make_shared<Registry>(*registry_.load());
   next->emplace(stored.id, act);
-  registry_.store(std::move(next), std::memory_order_release);
+  registry_.store(std::move(next));
   return ok_status();
 }
 

@@ -13,6 +13,7 @@
 
 #include "fairdraw/clock.hpp"
 #include "fairdraw/engine/idempotency.hpp"
+#include "fairdraw/engine/shared_slot.hpp"
 #include "fairdraw/engine/store.hpp"
 #include "fairdraw/entropy.hpp"
 #include "fairdraw/sink/sink.hpp"
@@ -92,7 +93,7 @@ class DrawEngine final : public Store {
   std::unique_ptr<Tokens> tokens_;
 
   mutable std::mutex registry_mutex_;  // writers of registry_ only
-  std::atomic<std::shared_ptr<const Registry>> registry_;
+  SharedSlot<const Registry> registry_;
   std::atomic<std::uint64_t> in_flight_{0};
   std::atomic<std::uint64_t> epochs_prepared_{0};
   std::atomic<std::uint64_t> epochs_built_on_draw_path_{0};
