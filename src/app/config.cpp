@@ -72,7 +72,13 @@ std::string shorten(std::string s) {
 }
 
 std::string show(const json& v) { return shorten(v.dump(-1, ' ', false, json::error_handler_t::replace)); }
-std::string show(const std::string& s) { return "\"" + shorten(s) + "\""; }
+std::string show(const std::string& s) {
+  // Built by append: GCC 12 -O3 warns (-Wrestrict, a false positive) on "x" + std::string.
+  std::string out(1, '"');
+  out.append(shorten(s));
+  out.push_back('"');
+  return out;
+}
 
 std::string to_lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(),

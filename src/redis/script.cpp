@@ -50,7 +50,7 @@ void eval(std::shared_ptr<Call> call, std::string sha, bool may_reload) {
   argv.insert(argv.end(), call->keys.begin(), call->keys.end());
   argv.insert(argv.end(), call->args.begin(), call->args.end());
   connection->command(std::move(argv), [call, may_reload](Result<RedisReply> reply) {
-    if (may_reload && reply.ok() && reply->error_code() == "NOSCRIPT") return load_then_eval(std::move(call));
+    if (may_reload && reply.ok() && reply->error_code() == "NOSCRIPT") return load_then_eval(call);
     call->done(std::move(reply));
   });
 }

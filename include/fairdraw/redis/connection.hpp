@@ -45,7 +45,8 @@ RedisOptions make_redis_options(const RedisUrl& url);
 using RedisCallback = std::function<void(Result<RedisReply>)>;
 
 // Thread-safe: every call posts onto the connection's strand, and every callback runs on
-// that strand exactly once (never inline in command()), so callbacks must not block.
+// that strand exactly once (never inline in command()), so callbacks must neither block
+// nor throw.
 // Errors: ErrorKind::unavailable when the server cannot be reached, times out, rejects
 // AUTH/SELECT, the pipeline is full or the connection is closed; ErrorKind::internal for
 // a protocol error. A Redis error reply is a successful Result holding a reply of type error.
