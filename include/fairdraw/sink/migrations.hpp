@@ -14,5 +14,7 @@ struct Migration {
 
 // src/sink/migrations/sqlite/NNN_*.sql, in version order.
 const std::vector<Migration>& sqlite_migrations();
+// src/sink/migrations/postgres/NNN_*.sql, in version order.
+const std::vector<Migration>& postgres_migrations();
 
 }  // namespace fairdraw
