@@ -142,6 +142,7 @@ struct options {
   std::string activity = "bench";
   double timeout_s = 5;
   std::size_t hold_connections = 0;
+  bool random_keys = false;
   bool json = false;
 };
 
@@ -163,6 +164,9 @@ void print_help() {
       "  --threads T               io threads (default 1)\n"
       "  --activity ID             activity_id of POST /draw (default bench)\n"
       "  --timeout S               per-request (and connect) timeout in seconds (default 5)\n"
+      "  --keys sequential|random  Idempotency-Key and user_id of POST /draw: lg-<pid>-<n> with n\n"
+      "                            the request's number (default), or lg-<pid>-<16 hex digits>\n"
+      "                            scrambled from n (unique, in no order: like UUIDs)\n"
       "  --hold-connections N      instead: open N connections, one GET /healthz on each, then keep\n"
       "                            them idle for --duration seconds; prints 'ready ...' on stderr\n"
       "                            once they are all open\n"
@@ -282,6 +286,9 @@ options parse_options(int argc, char** argv) {
       o.activity = value;
     } else if (arg == "--timeout") {
       o.timeout_s = parse_number(arg, value, 0.001, 600);
+    } else if (arg == "--keys") {
+      if (value != "sequential" && value != "random") usage_error("--keys: sequential or random");
+      o.random_keys = value == "random";
     } else if (arg == "--hold-connections") {
       o.hold_connections = static_cast<std::size_t>(parse_number(arg, value, 1, 1'000'000));
     } else {
@@ -395,6 +402,14 @@ parse_result parse_head(std::string_view buf, response_head& out) {
 
 // ---------------------------------------------------------------------------------------------
 // Open-loop run.
+
+// SplitMix64's finaliser: a bijection on 64-bit words, so distinct n give distinct keys.
+std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
 
 struct run_stats {
   latency_histogram latency;
@@ -646,13 +661,20 @@ void connection::build_request() {
     return;
   }
   // Unique per request across the run (and across runs, by pid): a fresh draw, never a replay.
-  char num[64];
+  // n is the request's number in the global schedule. Sequential keys of consecutive requests sit
+  // next to each other in the server's key indexes, like wrk_draw.lua's; random ones land all
+  // over them, as real clients' UUIDs would.
+  const std::uint64_t n = id_ + k_ * o.connections;
+  char num[32];
   std::string id = run_.id_prefix;
-  auto r = std::to_chars(num, num + sizeof num, id_);
-  id.append(num, r.ptr);
-  id += '-';
-  r = std::to_chars(num, num + sizeof num, k_);
-  id.append(num, r.ptr);
+  if (o.random_keys) {
+    const std::uint64_t x = splitmix64(n);
+    static constexpr char hex[] = "0123456789abcdef";
+    for (int shift = 60; shift >= 0; shift -= 4) id += hex[(x >> shift) & 0xf];
+  } else {
+    const auto r = std::to_chars(num, num + sizeof num, n);
+    id.append(num, r.ptr);
+  }
   std::string body = "{\"activity_id\":\"";
   body += o.activity;
   body += "\",\"user_id\":\"";
@@ -661,7 +683,7 @@ void connection::build_request() {
   out_ += "Content-Type: application/json\r\nIdempotency-Key: ";
   out_ += id;
   out_ += "\r\nContent-Length: ";
-  r = std::to_chars(num, num + sizeof num, body.size());
+  const auto r = std::to_chars(num, num + sizeof num, body.size());
   out_.append(num, r.ptr);
   out_ += "\r\n\r\n";
   out_ += body;

@@ -99,6 +99,16 @@ bool is_valid_user_id(std::string_view s) {
                       [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; });
 }
 
+// Metric labels must come from a closed set: a client could otherwise mint a
+// new time series with every made-up method name.
+std::string_view method_label(std::string_view method) {
+  static constexpr std::string_view kKnown[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"};
+  for (std::string_view known : kKnown) {
+    if (method == known) return known;
+  }
+  return "OTHER";
+}
+
 json page_json(json items, const std::optional<std::string>& next) {
   return {{"items", std::move(items)}, {"next", next ? json(*next) : json(nullptr)}};
 }
@@ -205,11 +215,11 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       response.set_header("Access-Control-Allow-Origin", allow_origin);
       if (allow_origin != "*") response.set_header("Vary", "Origin");
       response.set_header("Access-Control-Expose-Headers",
-                          "X-Request-Id, Idempotent-Replayed, Retry-After");
+                          "X-Request-Id, Idempotent-Replayed, Retry-After, RateLimit, RateLimit-Policy");
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    ctx_.metrics.observe_request(route_name, req->method, response.status, seconds);
+    ctx_.metrics.observe_request(route_name, method_label(req->method), response.status, seconds);
     if (response.status >= 500) {
       log::warn("request failed", {{"request_id", req->request_id},
                                    {"method", req->method},
@@ -237,7 +247,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
     if (!allow_origin.empty()) {
       response.set_header("Access-Control-Allow-Methods", match.allow);
       response.set_header("Access-Control-Allow-Headers",
-                          "Content-Type, Idempotency-Key, X-Request-Id");
+                          "Content-Type, Idempotency-Key, X-Request-Id, Authorization");
       response.set_header("Access-Control-Max-Age", std::to_string(ctx_.config.cors.max_age_s));
     }
     return finish(std::move(response));
@@ -261,12 +271,38 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       response.set_header("WWW-Authenticate", "Bearer");
       return finish(std::move(response));
     }
-    if (!admin_token_matches(*authorization, ctx_.config.admin_token)) {
+    bool admitted = admin_token_matches(*authorization, ctx_.config.admin_token);
+    for (const std::string& token : ctx_.config.auth.admin_tokens) {
+      admitted = admin_token_matches(*authorization, token) || admitted;  // no early exit: constant work
+    }
+    if (!admitted) {
       return fail(make_error(ErrorKind::forbidden, "the admin token is not valid"));
     }
   }
 
   const std::int64_t now = ctx_.clock.now_ms();
+  // Rate limits: per client address on the routes that write, per user on /draw.
+  auto limited = [&](RateLimiter& limiter, std::string_view key) -> bool {
+    const RateLimiter::Decision decision = limiter.take(key, now);
+    if (decision.allowed) return false;
+    auto response = problem_response(
+        make_error(ErrorKind::rate_limited, "too many requests; retry after the indicated time"),
+        req->path);
+    response.set_header("Retry-After", std::to_string(std::max<std::int64_t>(1, decision.retry_after_s)));
+    response.set_header("RateLimit-Policy", limiter.policy_header());
+    response.set_header("RateLimit", limiter.limit_header(decision));
+    ctx_.metrics.count_draw("rate_limited");
+    finish(std::move(response));
+    return true;
+  };
+  if (ctx_.address_limiter &&
+      (route.endpoint == Endpoint::draw || route.endpoint == Endpoint::issue_token)) {
+    static const TrustedProxies kNoProxies;
+    const std::string address = client_address(
+        req->remote_addr, req->header("x-forwarded-for"),
+        ctx_.trusted_proxies ? *ctx_.trusted_proxies : kNoProxies);
+    if (limited(*ctx_.address_limiter, address_rate_key(address))) return;
+  }
   switch (route.endpoint) {
     case Endpoint::draw: {
       auto body = parse_json_body(*req);
@@ -287,13 +323,44 @@ void Api::handle(http::Request&& request, http::Responder respond) {
           !is_valid_id(activity->get_ref<const std::string&>())) {
         return fail(bad_request("activity_id: required, 1-128 characters of [A-Za-z0-9._~-]"));
       }
+      // The user: from the frontend's JWT when one is configured and sent, so
+      // nobody can draw as someone else; a body user_id must then agree.
+      std::optional<std::string> token_user;
+      if (ctx_.jwt) {
+        const auto authorization = req->header("authorization");
+        const auto token = authorization ? bearer_token(*authorization) : std::nullopt;
+        if (token) {
+          auto verified = ctx_.jwt->verify(*token, now / 1000);
+          if (!verified.ok()) {
+            auto response = problem_response(verified.error(), req->path);
+            response.set_header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+            return finish(std::move(response));
+          }
+          token_user = std::move(verified.value());
+        } else if (ctx_.config.auth.require_user_token) {
+          auto response = problem_response(
+              make_error(ErrorKind::unauthorized, "draws need Authorization: Bearer <user token>"),
+              req->path);
+          response.set_header("WWW-Authenticate", "Bearer");
+          return finish(std::move(response));
+        }
+      }
       auto user = b.find("user_id");
-      if (user == b.end() || !user->is_string() ||
-          !is_valid_user_id(user->get_ref<const std::string&>())) {
+      const bool has_user = user != b.end() && !user->is_null();
+      if (has_user && (!user->is_string() || !is_valid_user_id(user->get_ref<const std::string&>()))) {
+        return fail(bad_request("user_id: 1-256 bytes without control characters"));
+      }
+      if (token_user && has_user && user->get_ref<const std::string&>() != *token_user) {
+        return fail(make_error(ErrorKind::forbidden, "user_id differs from the user of the token"));
+      }
+      if (!token_user && !has_user) {
         return fail(bad_request("user_id: required, 1-256 bytes without control characters"));
       }
       command.activity_id = activity->get<std::string>();
-      command.user_id = user->get<std::string>();
+      command.user_id = token_user ? std::move(*token_user) : user->get<std::string>();
+      if (ctx_.user_limiter && limited(*ctx_.user_limiter, command.activity_id + '\n' + command.user_id)) {
+        return;
+      }
       if (auto ts = b.find("ts_ms"); ts != b.end() && !ts->is_null()) {
         if (!ts->is_number_integer()) return fail(bad_request("ts_ms: must be an integer"));
         const std::int64_t skew = now - ts->get<std::int64_t>();

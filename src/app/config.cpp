@@ -295,6 +295,26 @@ const std::vector<Field>& fields() {
        .min = 1,
        .max = 10'000'000},
       {.path = "watchdog.max_sink_queue", .bind = FAIRDRAW_BIND(watchdog.max_sink_queue), .min = 1, .max = 50'000'000},
+      {.path = "rate_limit.user_per_minute", .bind = FAIRDRAW_BIND(rate_limit.user_per_minute), .min = 0, .max = 6'000'000},
+      {.path = "rate_limit.user_burst", .bind = FAIRDRAW_BIND(rate_limit.user_burst), .min = 1, .max = 1'000'000},
+      {.path = "rate_limit.address_per_minute",
+       .bind = FAIRDRAW_BIND(rate_limit.address_per_minute),
+       .min = 0,
+       .max = 60'000'000},
+      {.path = "rate_limit.address_burst", .bind = FAIRDRAW_BIND(rate_limit.address_burst), .min = 1, .max = 1'000'000},
+      {.path = "rate_limit.max_keys", .bind = FAIRDRAW_BIND(rate_limit.max_keys), .min = 1, .max = 50'000'000},
+      {.path = "rate_limit.trusted_proxies", .bind = FAIRDRAW_BIND(rate_limit.trusted_proxies), .check = check_not_empty},
+      {.path = "auth.admin_tokens",
+       .bind = FAIRDRAW_BIND(auth.admin_tokens),
+       .check = check_admin_token,
+       .secret = Secret::whole},
+      {.path = "auth.jwt_hs256_secret", .bind = FAIRDRAW_BIND(auth.jwt_hs256_secret), .secret = Secret::whole},
+      {.path = "auth.jwt_rs256_public_key_file", .bind = FAIRDRAW_BIND(auth.jwt_rs256_public_key_file)},
+      {.path = "auth.jwt_issuer", .bind = FAIRDRAW_BIND(auth.jwt_issuer)},
+      {.path = "auth.jwt_audience", .bind = FAIRDRAW_BIND(auth.jwt_audience)},
+      {.path = "auth.jwt_leeway_s", .bind = FAIRDRAW_BIND(auth.jwt_leeway_s), .min = 0, .max = 3600},
+      {.path = "auth.jwt_user_claim", .bind = FAIRDRAW_BIND(auth.jwt_user_claim), .check = check_not_empty},
+      {.path = "auth.require_user_token", .bind = FAIRDRAW_BIND(auth.require_user_token)},
   };
   return table;
 }
@@ -734,6 +754,9 @@ std::string describe_config(const Config& config) {
   for (const auto& field : fields()) {
     ordered_json value = field_value(field, copy);
     if (field.secret == Secret::whole && value.is_string() && !value.get<std::string>().empty()) value = "***";
+    if (field.secret == Secret::whole && value.is_array()) {
+      for (auto& item : value) item = "***";
+    }
     if (field.secret == Secret::url_password && value.is_string())
       value = mask_url(value.get<std::string>(), field.path == "redis.url");
     const auto dot = field.path.find('.');

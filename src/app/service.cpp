@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "fairdraw/app/api.hpp"
@@ -26,6 +28,10 @@ struct Service::Impl {
   std::unique_ptr<DrawEngine> engine;
   Metrics metrics;
   std::unique_ptr<Api> api;
+  std::unique_ptr<RateLimiter> user_limiter;
+  std::unique_ptr<RateLimiter> address_limiter;
+  std::optional<TrustedProxies> trusted_proxies;
+  std::optional<JwtVerifier> jwt;
   std::unique_ptr<http::Server> server;
   std::shared_ptr<http::Timer> deadline_timer;
   Scheduler scheduler{2};
@@ -64,6 +70,76 @@ struct Service::Impl {
     }
   }
 };
+
+namespace {
+
+// Rate limiters, trusted proxies and the JWT verifier, from the config; each
+// refusal names the config field.
+Status build_guards(Service::Impl& s) {
+  const Config& c = s.config;
+  auto limiter = [](const char* name, std::int64_t per_minute, std::int64_t burst,
+                    std::size_t max_keys) -> Result<std::unique_ptr<RateLimiter>> {
+    RateLimitOptions options;
+    options.policy_name = name;
+    options.rate_per_s = static_cast<double>(per_minute) / 60.0;
+    options.burst = burst;
+    options.max_keys = max_keys;
+    return RateLimiter::create(options);
+  };
+  if (c.rate_limit.user_per_minute > 0) {
+    auto made = limiter("user", c.rate_limit.user_per_minute, c.rate_limit.user_burst,
+                        c.rate_limit.max_keys);
+    if (!made.ok()) return make_error(ErrorKind::invalid_request, "rate_limit: " + made.error().detail);
+    s.user_limiter = std::move(made.value());
+  }
+  if (c.rate_limit.address_per_minute > 0) {
+    auto made = limiter("address", c.rate_limit.address_per_minute, c.rate_limit.address_burst,
+                        c.rate_limit.max_keys);
+    if (!made.ok()) return make_error(ErrorKind::invalid_request, "rate_limit: " + made.error().detail);
+    s.address_limiter = std::move(made.value());
+  }
+  auto proxies = TrustedProxies::parse(c.rate_limit.trusted_proxies);
+  if (!proxies.ok()) {
+    return make_error(ErrorKind::invalid_request, "rate_limit." + proxies.error().detail);
+  }
+  s.trusted_proxies = std::move(proxies.value());
+
+  const AuthConfig& a = c.auth;
+  if (a.jwt_hs256_secret.empty() && a.jwt_rs256_public_key_file.empty()) {
+    if (a.require_user_token) {
+      return make_error(ErrorKind::invalid_request,
+                        "auth.require_user_token: needs auth.jwt_hs256_secret or "
+                        "auth.jwt_rs256_public_key_file");
+    }
+    return ok_status();
+  }
+  JwtOptions options;
+  if (!a.jwt_hs256_secret.empty()) {
+    options.algorithms.push_back(JwtAlgorithm::hs256);
+    options.hs256_secret = a.jwt_hs256_secret;
+  }
+  if (!a.jwt_rs256_public_key_file.empty()) {
+    std::ifstream in(a.jwt_rs256_public_key_file);
+    std::stringstream pem;
+    pem << in.rdbuf();
+    if (!in) {
+      return make_error(ErrorKind::invalid_request,
+                        "auth.jwt_rs256_public_key_file: cannot read " + a.jwt_rs256_public_key_file);
+    }
+    options.algorithms.push_back(JwtAlgorithm::rs256);
+    options.rs256_public_key_pem = pem.str();
+  }
+  options.issuer = a.jwt_issuer;
+  options.audience = a.jwt_audience;
+  options.leeway_s = a.jwt_leeway_s;
+  options.user_claim = a.jwt_user_claim;
+  auto verifier = JwtVerifier::create(std::move(options));
+  if (!verifier.ok()) return make_error(ErrorKind::invalid_request, "auth: " + verifier.error().detail);
+  s.jwt.emplace(std::move(verifier.value()));
+  return ok_status();
+}
+
+}  // namespace
 
 Service::Service() : impl_(std::make_unique<Impl>()) {}
 Service::~Service() = default;
@@ -149,11 +225,17 @@ Result<std::unique_ptr<Service>> Service::create(Config config) {
   server_options.idle_timeout = std::chrono::milliseconds(c.http.idle_timeout_ms);
   server_options.shutdown_grace = std::chrono::milliseconds(c.http.shutdown_grace_ms);
 
+  if (auto guards = build_guards(s); !guards.ok()) return guards.error();
+
   Impl* impl = &s;
-  s.api = std::make_unique<Api>(ApiContext{
-      *s.engine, *s.sink, s.clock, s.metrics, s.config,
-      [impl](std::function<void()> fn) { impl->server->post(std::move(fn)); },
-      [impl] { return impl->render_metrics(); }});
+  ApiContext api_context{*s.engine, *s.sink, s.clock, s.metrics, s.config,
+                         [impl](std::function<void()> fn) { impl->server->post(std::move(fn)); },
+                         [impl] { return impl->render_metrics(); }};
+  api_context.user_limiter = s.user_limiter.get();
+  api_context.address_limiter = s.address_limiter.get();
+  api_context.trusted_proxies = s.trusted_proxies ? &*s.trusted_proxies : nullptr;
+  api_context.jwt = s.jwt ? &*s.jwt : nullptr;
+  s.api = std::make_unique<Api>(std::move(api_context));
   s.server = std::make_unique<http::Server>(
       server_options, [impl](http::Request&& request, http::Responder respond) {
         impl->api->handle(std::move(request), std::move(respond));

@@ -11,6 +11,8 @@
 #include <string>
 
 #include "fairdraw/app/config.hpp"
+#include "fairdraw/app/jwt.hpp"
+#include "fairdraw/app/rate_limiter.hpp"
 #include "fairdraw/app/metrics.hpp"
 #include "fairdraw/clock.hpp"
 #include "fairdraw/engine/store.hpp"
@@ -28,6 +30,11 @@ struct ApiContext {
   // Runs a function on an io thread (draw completions arrive on the sink's thread).
   std::function<void(std::function<void()>)> post;
   std::function<std::string()> render_metrics;
+  // Optional guards (null: off). Owned by the service.
+  RateLimiter* user_limiter = nullptr;
+  RateLimiter* address_limiter = nullptr;
+  const TrustedProxies* trusted_proxies = nullptr;
+  const JwtVerifier* jwt = nullptr;
 };
 
 class Api {

@@ -54,6 +54,30 @@ struct WatchdogConfig {
   std::size_t max_sink_queue = 50000;
 };
 
+// Token buckets (off while the rate is 0). Client addresses come from
+// X-Forwarded-For only when the peer is one of trusted_proxies (IPs or CIDRs).
+struct RateLimitConfig {
+  std::int64_t user_per_minute = 0;
+  std::int64_t user_burst = 10;
+  std::int64_t address_per_minute = 0;
+  std::int64_t address_burst = 20;
+  std::size_t max_keys = 1'000'000;
+  std::vector<std::string> trusted_proxies;
+};
+
+// User authentication by the frontend's JWT (on when a key is set) and extra
+// admin tokens (several, so they can be rotated).
+struct AuthConfig {
+  std::vector<std::string> admin_tokens;
+  std::string jwt_hs256_secret;
+  std::string jwt_rs256_public_key_file;  // PEM
+  std::string jwt_issuer;
+  std::string jwt_audience;
+  std::int64_t jwt_leeway_s = 30;
+  std::string jwt_user_claim = "sub";
+  bool require_user_token = false;  // POST /draw without a valid JWT: 401
+};
+
 struct Config {
   std::string listen_host = "127.0.0.1";  // from "listen": "host:port"
   std::uint16_t listen_port = 8080;
@@ -67,6 +91,8 @@ struct Config {
   DatabaseConfig database;
   DrawConfig draw;
   WatchdogConfig watchdog;
+  RateLimitConfig rate_limit;
+  AuthConfig auth;
   // Activities created at start when absent from the database (e.g. the demo),
   // id -> the admin API's activity body, validated by the app when applied.
   std::map<std::string, nlohmann::json> activities;

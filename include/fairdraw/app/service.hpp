@@ -22,9 +22,10 @@ class Service {
   int run();
   std::uint16_t port() const;
 
+  struct Impl;  // public so the start-up helpers in service.cpp can fill it
+
  private:
   Service();
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -1,0 +1,88 @@
+// The clustered mode's Store: stock, sequence, quotas, idempotency and epochs live in Redis,
+// every draw decided by one atomic Lua script, every result XADDed to the activity's stream.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "fairdraw/clock.hpp"
+#include "fairdraw/engine/activity.hpp"
+#include "fairdraw/engine/store.hpp"
+#include "fairdraw/entropy.hpp"
+#include "fairdraw/redis/connection.hpp"
+#include "fairdraw/result.hpp"
+
+namespace fairdraw::redis {
+
+struct RedisStoreOptions {
+  RedisOptions redis;
+  // Draws are spread over these (pipelined); admin calls and epoch preparation use one more,
+  // so that a large deck upload never queues in front of draws.
+  std::size_t draw_connections = 2;
+  std::int64_t idempotency_ttl_ms = 86'400'000;
+  bool require_token = false;
+  std::int64_t token_ttl_ms = 600'000;
+  std::string zoneinfo_dir = "/usr/share/zoneinfo";
+  // Keep decks ready for at least this many draws ahead (at least one epoch, at most 15).
+  std::uint64_t prepare_ahead_draws = 8192;
+  // The activity's stored form (the admin API's JSON); the store knows no JSON.
+  std::function<std::string(const ActivityConfig&)> encode_config;
+  std::function<Result<ActivityConfig>(const std::string&)> decode_config;
+};
+
+// Redis keys (all of an activity under the hash tag {A}, so one activity is one Cluster slot):
+//   fd:{A}:cfg          hash: json, version, ended, deck_version, created_at_ms, updated_at_ms,
+//                       starts_at_ms, ends_at_ms, max_draws_per_user, max_draws_per_user_per_day,
+//                       prize_count, prize_id:<i>, prize_stock:<i>, prize_name:<i>
+//   fd:{A}:seq          next sequence number (INCR)
+//   fd:{A}:wins         hash prize_id -> wins
+//   fd:{A}:users        hash user_id -> draws in total
+//   fd:{A}:day:<d>      hash user_id -> draws on local day d (expires after 2 days)
+//   fd:{A}:idem:<key>   hash: the stored result of the draw with that key (PEXPIRE: idempotency TTL)
+//   fd:{A}:stream       one entry per draw, for the persistence worker; fields: draw_id,
+//                       activity_id, seq, epoch, slot, user_id, idempotency_key, won ("0"/"1"),
+//                       drawn_at_ms, and when not null candidate_id, prize_id, prize_name.
+//                       Never trimmed here: only the worker may drop what it has persisted.
+//   fd:{A}:chain        hash: first_epoch, origin_seq, size (W), deck_version, last_epoch
+//   fd:{A}:epoch:<e>    hash: seed (hex), commitment, prizes (JSON [{"id","weight"}]),
+//                       miss_weight, size, deck_version, first_seq, revealed_at_ms, corrupt
+//   fd:{A}:deck:<e>     the shuffled deck, 2 bytes big-endian per slot, 0xFFFF = miss
+//   fd:activities       set of activity ids (not hash-tagged: listing only)
+//   fd:tokens:<token>   expires_at_ms, PX = token TTL (POST /tokens)
+//
+// Threads: draw() never blocks; its callback runs exactly once on an io thread of `io`.
+// Every other call blocks until Redis answers (bounded by the connection's timeouts), so it
+// must not be made from a thread running `io`: give the store an io_context of its own.
+class RedisStore final : public Store {
+ public:
+  RedisStore(boost::asio::io_context& io, RedisStoreOptions options, Clock& clock, Entropy& entropy);
+  ~RedisStore() override;
+  RedisStore(const RedisStore&) = delete;
+  RedisStore& operator=(const RedisStore&) = delete;
+
+  void draw(DrawCommand command, DrawCallback done) override;
+  Result<ActivityView> get_activity(const std::string& id, std::int64_t now_ms) override;
+  std::vector<ActivityView> list_activities(std::int64_t now_ms) override;
+  Result<bool> put_activity(const std::string& id, ActivityConfig config,
+                            std::int64_t now_ms) override;
+  Status end_activity(const std::string& id, std::int64_t now_ms) override;
+  Result<std::vector<EpochView>> fairness(const std::string& id) override;
+  Result<IssuedToken> issue_token(std::int64_t now_ms) override;
+  void prepare_epochs() override;
+  void expire(std::int64_t now_ms) override;
+  bool ready() const override;
+  StoreStats stats() const override;
+
+  // Makes sure epoch `epoch` of the activity's current chain has its seed and deck in Redis,
+  // creating them or verifying another instance's (what prepare_epochs does for each epoch).
+  Status prepare_epoch(const std::string& id, std::int64_t epoch);
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace fairdraw::redis
