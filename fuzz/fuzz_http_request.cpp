@@ -88,6 +88,57 @@ bool check_header(const Parser& parser) {
   return true;
 }
 
+bool is_tchar(char c) {
+  static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         kExtra.find(c) != std::string_view::npos;
+}
+
+// What the parser plus check_header let through must be framed one way only
+// (RFC 9112 section 6): one Content-Length of digits, or Transfer-Encoding
+// exactly "chunked" and no Content-Length; no CR, LF or NUL left in any field.
+// A request that passes with anything else could be split differently by a
+// proxy in front: a smuggling gap in server.cpp's checks.
+void check_framing(const bhttp::request<bhttp::string_body>& msg) {
+  const auto cl = msg.count(bhttp::field::content_length);
+  const auto te = msg.count(bhttp::field::transfer_encoding);
+  if (cl > 1) fail("accepted a request with several Content-Length fields");
+  if (cl == 1) {
+    const std::string_view v = trim(msg[bhttp::field::content_length]);
+    if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      fail("accepted a Content-Length that is not digits", std::string(v));
+    }
+  }
+  if (te > 0 && (te > 1 || cl > 0 || !iequals(trim(msg[bhttp::field::transfer_encoding]), "chunked"))) {
+    fail("accepted an ambiguous Transfer-Encoding framing");
+  }
+  // RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; the
+  // connection must close after the answer, or a pipelined remainder is smuggled.
+  if (te > 0 && msg.version() < 11 && msg.keep_alive()) {
+    fail("HTTP/1.0 request with Transfer-Encoding keeps the connection open");
+  }
+  const std::string_view method = msg.method_string();
+  if (method.empty() || !std::all_of(method.begin(), method.end(), is_tchar)) {
+    fail("accepted a method that is not a token", std::string(method));
+  }
+  const std::string_view target = msg.target();
+  if (target.empty() || std::any_of(target.begin(), target.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7F;
+      })) {
+    fail("accepted a target with blanks or control characters", std::string(target));
+  }
+  for (const auto& field : msg) {
+    const std::string_view name = field.name_string();
+    if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar)) {
+      fail("accepted a field name that is not a token", std::string(name));
+    }
+    const std::string_view value = field.value();
+    if (std::any_of(value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; })) {
+      fail("accepted a field value with CR, LF or NUL", std::string(name));
+    }
+  }
+}
+
 // server.cpp Session::dispatch: Beast message -> fairdraw::http::Request.
 fairdraw::http::Request to_request(bhttp::request<bhttp::string_body>&& msg, int index) {
   fairdraw::http::Request req;
@@ -158,6 +209,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (parser.get().body().size() > kMaxBodyBytes) fail("body over body_limit accepted");
     auto msg = parser.release();
+    check_framing(msg);
     const bool keep_alive = msg.keep_alive();
     world->call(to_request(std::move(msg), index));
     if (!keep_alive) return 0;  // the server closes after this answer

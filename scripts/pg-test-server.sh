@@ -48,11 +48,15 @@ case "$dir" in
   *) dir="$(pwd)/$dir" ;;
 esac
 dir="${dir%/}"
+case "$dir" in
+  *"'"* | *'"'* | *' '*) die "DIR must not contain quotes or spaces: $dir" ;;
+esac
 
 check_port() {
   [ -n "$port" ] || usage
-  [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" -ge 1024 ] && [ "$port" -le 65535 ] ||
+  if ! [[ "$port" =~ ^[0-9]+$ ]] || [ "$port" -lt 1024 ] || [ "$port" -gt 65535 ]; then
     die "PORT must be a number in 1024..65535, got '$port'"
+  fi
   [ "$port" -ne 5432 ] || die "port 5432 belongs to the system cluster; pick another (e.g. 55432)"
 }
 

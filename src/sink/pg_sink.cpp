@@ -58,12 +58,13 @@ std::optional<std::int64_t> parse_i64(std::string_view digits) {
   return value;
 }
 
-// One line, no trailing newline: libpq messages end in "\n" and may span lines.
+// One line, no trailing newline: libpq messages end in "\n" and may span lines
+// (continuation lines start with a tab).
 std::string one_line(std::string_view message) {
   std::string out;
   out.reserve(message.size());
   for (char c : message) {
-    if (c == '\n' || c == '\r') {
+    if (c == '\n' || c == '\r' || c == '\t') {
       if (!out.empty() && out.back() != ' ') out += ' ';
     } else {
       out += c;
@@ -561,8 +562,6 @@ struct PgSink::Impl {
     DrawRecord record;
     Ack ack;
   };
-  using Acks = std::vector<std::pair<Ack, bool>>;
-
   explicit Impl(PgSinkOptions o) : options(std::move(o)) {}
 
   PgSinkOptions options;
@@ -747,7 +746,8 @@ struct PgSink::Impl {
       try {
         commit(batch);
       } catch (const std::exception& e) {
-        // Out of memory mid-batch: its rows may go unacknowledged.
+        // Out of memory outside an attempt (bookkeeping): the rows of this batch
+        // may go unacknowledged.
         is_healthy.store(false, std::memory_order_relaxed);
         note_error(std::string("writer: ") + e.what());
       }
@@ -876,7 +876,14 @@ struct PgSink::Impl {
          ++attempt_no) {
       if (attempt_no > 0) backoff(attempt_no - 1);
       const auto begun = SteadyClock::now();
-      done = attempt(batch, state, error);
+      try {
+        done = attempt(batch, state, error);
+      } catch (const std::exception& e) {
+        // Out of memory while building the statement: a failed attempt like any
+        // other, so every row still gets its ack below.
+        done = false;
+        error = std::string("writer: ") + e.what();
+      }
       if (done) {
         last_commit_seconds.store(std::chrono::duration<double>(SteadyClock::now() - begun).count(),
                                   std::memory_order_relaxed);
@@ -893,21 +900,15 @@ struct PgSink::Impl {
     // Rows still pending after the last attempt may or may not be stored; they are
     // refused, and the stream worker delivers them again (a stored one is then
     // skipped by ON CONFLICT).
-    Acks acks;
-    acks.reserve(batch.size());
-    std::uint64_t rows = 0;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const bool durable = state[i] == RowState::stored;
-      rows += durable ? 1 : 0;
-      acks.emplace_back(std::move(batch[i].ack), durable);
-    }
+    const auto rows = static_cast<std::uint64_t>(
+        std::count(state.begin(), state.end(), RowState::stored));
     if (rows > 0) {
       committed_rows.fetch_add(rows, std::memory_order_relaxed);
       committed_batches.fetch_add(1, std::memory_order_relaxed);
     }
-    for (auto& [ack, durable] : acks) {
+    for (std::size_t i = 0; i < batch.size(); ++i) {
       pending.fetch_sub(1, std::memory_order_relaxed);
-      call_ack(ack, durable);
+      call_ack(batch[i].ack, state[i] == RowState::stored);
     }
   }
 
@@ -983,9 +984,21 @@ struct PgSink::Impl {
     // A broken connection (if any) is closed here, outside the lock.
   }
 
+  // Closes every idle connection: one was found dead, so the server went away
+  // and the others are most likely dead too.
+  void drop_idle() {
+    std::vector<std::unique_ptr<PgConn>> dead;
+    {
+      std::lock_guard lock(pool_mutex);
+      dead.swap(idle);
+      pool_open -= dead.size();
+    }
+    pool_cv.notify_all();
+  }
+
   // Runs body(connection) on a pooled connection. A pooled connection may have
   // died while idle (the database restarted): then the body runs once more on a
-  // fresh one.
+  // fresh one. Bodies are reads or idempotent upserts, so running twice is safe.
   template <class T, class Body>
   Result<T> with_connection(std::string_view what, Body&& body) {
     try {
@@ -999,7 +1012,10 @@ struct PgSink::Impl {
         if (result.ok()) return result;
         const bool lost = !(*lease)->ok();
         (*lease)->rollback_if_open();
-        if (lost && !lease->fresh() && round == 0) continue;
+        if (lost && !lease->fresh() && round == 0) {
+          drop_idle();
+          continue;
+        }
         return make_error(result.error().kind, std::string(what) + ": " + result.error().detail);
       }
     } catch (const std::exception& e) {
