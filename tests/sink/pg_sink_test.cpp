@@ -23,9 +23,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <random>
-#include <set>
 #include <string>
 #include <thread>
 #include <tuple>

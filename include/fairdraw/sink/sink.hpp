@@ -31,9 +31,11 @@ class Sink {
   // the sink's writer thread: keep it short (post elsewhere for real work).
   using Ack = std::function<void(bool durable)>;
 
-  // Queues a draw for the next group commit. Rows of one activity are committed
-  // in seq order and only as a contiguous prefix, so the record never has a gap
-  // even after kill -9 (a seq is committed only after every smaller one).
+  // Queues a draw for the next group commit. SqliteSink (embedded mode, where
+  // the engine takes seqs in memory) commits the rows of one activity in seq
+  // order and only as a contiguous prefix, so the record never has a gap even
+  // after kill -9. PgSink (clustered mode, where Redis assigns seqs and the
+  // stream redelivers) keeps append order and ignores a row already stored.
   virtual void append(DrawRecord record, Ack ack) = 0;
 
   // Commits everything queued, then stops the writer. Idempotent.
