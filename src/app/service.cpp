@@ -2,6 +2,8 @@
 #include "fairdraw/app/service.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -16,7 +18,17 @@
 #include "fairdraw/engine/draw_engine.hpp"
 #include "fairdraw/entropy.hpp"
 #include "fairdraw/http/server.hpp"
+#include "fairdraw/redis/redis_store.hpp"
+#include "fairdraw/redis/stream_worker.hpp"
+#include "fairdraw/redis/url.hpp"
+#include "fairdraw/sink/pg_sink.hpp"
 #include "fairdraw/sink/sqlite_sink.hpp"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnull-dereference"
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#pragma GCC diagnostic pop
 
 namespace fairdraw::app {
 
@@ -36,21 +48,81 @@ struct Service::Impl {
   std::shared_ptr<http::Timer> deadline_timer;
   Scheduler scheduler{2};
 
+  // The draw store the API and the scheduler use: `engine` (embedded) or `redis_store`.
+  Store* store = nullptr;
+  // Clustered mode only (redis.url set): RedisStore on an io_context of its own, whose
+  // threads never make the store's blocking calls; the stream -> PostgreSQL worker.
+  std::unique_ptr<boost::asio::io_context> redis_io;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> redis_guard;
+  std::vector<std::thread> redis_threads;
+  std::unique_ptr<redis::RedisStore> redis_store;
+  std::unique_ptr<redis::StreamWorker> worker;
+
+  ~Impl() { stop_clustered(); }
+
+  // Clustered shutdown, after the HTTP server has stopped: the worker persists and acks what
+  // it has read, the sink commits everything queued, then Redis goes. Idempotent.
+  void stop_clustered() {
+    if (!redis_io) return;
+    scheduler.stop();
+    if (worker) worker->stop();
+    if (sink) sink->flush_and_stop();
+    redis_store.reset();
+    redis_guard.reset();
+    for (auto& t : redis_threads) t.join();
+    redis_threads.clear();
+  }
+
   std::string render_metrics() {
     ScrapeInput in;
     in.server = server->stats();
     in.io_threads = server->thread_count();
     in.sink = sink->stats();
-    in.store = engine->stats();
-    in.activities = engine->list_activities(clock.now_ms());
+    in.store = store->stats();
+    in.activities = store->list_activities(clock.now_ms());
     in.scheduler = scheduler.stats();
     in.pending_timers = scheduler.pending_timers();
-    return metrics.render(in);
+    std::string text = metrics.render(in);
+    if (worker) text += stream_metrics(worker->stats());
+    return text;
+  }
+
+  // The persistence worker's figures, in Prometheus text format (clustered mode).
+  static std::string stream_metrics(const redis::StreamWorkerStats& w) {
+    std::string out;
+    auto family = [&out](const char* name, const char* help, const char* type) {
+      out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    auto per_stream = [&](const char* name, const char* help, auto field) {
+      family(name, help, "gauge");
+      for (const redis::StreamLag& l : w.streams) {
+        // Activity ids are [A-Za-z0-9._~-]: nothing to escape.
+        out += std::string(name) + "{activity_id=\"" + l.activity_id + "\"} " + std::to_string(field(l)) + "\n";
+      }
+    };
+    per_stream("fairdraw_stream_pending",
+               "Draws delivered to a persistence worker and not yet in PostgreSQL, by activity",
+               [](const redis::StreamLag& l) { return l.pending; });
+    per_stream("fairdraw_stream_unread",
+               "Draws in the Redis stream not yet read by any persistence worker (-1: unknown)",
+               [](const redis::StreamLag& l) { return l.unread; });
+    per_stream("fairdraw_stream_length", "Entries in the activity's Redis stream",
+               [](const redis::StreamLag& l) { return l.length; });
+    family("fairdraw_stream_worker", "This instance's persistence worker, by counter", "gauge");
+    const std::pair<const char*, std::uint64_t> counters[] = {
+        {"read", w.read},         {"claimed", w.claimed},           {"acked", w.acked},
+        {"refused", w.refused},   {"poisoned", w.poisoned},         {"dead_lettered", w.dead_lettered},
+        {"trimmed", w.trimmed},   {"redis_errors", w.redis_errors}, {"retrying", w.retrying},
+        {"redis_up", w.redis_ok ? 1u : 0u}};
+    for (const auto& [name, value] : counters) {
+      out += std::string("fairdraw_stream_worker{name=\"") + name + "\"} " + std::to_string(value) + "\n";
+    }
+    return out;
   }
 
   void watchdog() {
     const auto s = server->stats();
-    const auto e = engine->stats();
+    const auto e = store->stats();
     const auto k = sink->stats();
     const auto& w = config.watchdog;
     const bool over = s.open_connections > w.max_open_connections ||
@@ -139,21 +211,9 @@ Status build_guards(Service::Impl& s) {
   return ok_status();
 }
 
-}  // namespace
-
-Service::Service() : impl_(std::make_unique<Impl>()) {}
-Service::~Service() = default;
-
-Result<std::unique_ptr<Service>> Service::create(Config config) {
-  std::unique_ptr<Service> service(new Service());
-  Impl& s = *service->impl_;
-  s.config = std::move(config);
+// Embedded mode: SqliteSink + DrawEngine, recovered from the file.
+Status build_embedded(Service::Impl& s, double& recover_seconds) {
   const Config& c = s.config;
-
-  if (c.redis_url) {
-    return make_error(ErrorKind::invalid_request,
-                      "redis.url: clustered mode is not available in this build yet");
-  }
   if (c.database.url.rfind("sqlite:", 0) != 0) {
     return make_error(ErrorKind::invalid_request,
                       "database.url: only sqlite:PATH is supported in embedded mode");
@@ -197,17 +257,139 @@ Result<std::unique_ptr<Service>> Service::create(Config config) {
   if (auto recovered = s.engine->recover(); !recovered.ok()) {
     return make_error(recovered.error().kind, "recovery: " + recovered.error().detail);
   }
-  const double recover_seconds =
+  recover_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - recover_started).count();
+  s.store = s.engine.get();
+  return ok_status();
+}
+
+// Clustered-mode settings not yet in the config file's field table (src/app/config.cpp): the
+// defaults below, overridable by these environment variables (named as the config fields
+// `stream.claim_idle_ms` and `stream.batch` would be).
+constexpr std::int64_t kDefaultClaimIdleMs = 30'000;
+constexpr std::int64_t kDefaultStreamBatch = 512;
+constexpr unsigned kRedisThreads = 2;
+
+Result<std::int64_t> env_int(const char* name, std::string_view field, std::int64_t fallback,
+                             std::int64_t min, std::int64_t max) {
+  const char* raw = std::getenv(name);
+  if (raw == nullptr || *raw == '\0') return fallback;
+  const std::string_view text(raw);
+  std::int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size() || value < min || value > max) {
+    return make_error(ErrorKind::invalid_request, std::string(field) + ": must be an integer in " +
+                                                      std::to_string(min) + ".." + std::to_string(max));
+  }
+  return value;
+}
+
+// postgresql://user:secret@host:port/db?… -> postgresql://host:port/db, for logs.
+std::string loggable_url(const std::string& url) {
+  const std::size_t scheme = url.find("://");
+  if (scheme == std::string::npos) return "(not a URL)";
+  std::string rest = url.substr(scheme + 3);
+  rest = rest.substr(0, rest.find('?'));
+  if (const std::size_t at = rest.rfind('@'); at != std::string::npos) rest = rest.substr(at + 1);
+  return url.substr(0, scheme + 3) + rest;
+}
+
+// Clustered mode: RedisStore (draws, activities, epochs, tokens) on its own io_context,
+// PgSink (the durable record and the reads of draws), and the StreamWorker between them.
+Status build_clustered(Service::Impl& s) {
+  const Config& c = s.config;
+  auto url = redis::parse_redis_url(*c.redis_url);
+  if (!url.ok()) return make_error(ErrorKind::invalid_request, "redis.url: " + url.error().detail);
+  if (c.database.url.rfind("postgresql://", 0) != 0 && c.database.url.rfind("postgres://", 0) != 0) {
+    return make_error(ErrorKind::invalid_request,
+                      "database.url: clustered mode (redis.url set) needs a postgresql:// URL");
+  }
+  auto claim_idle_ms = env_int("FAIRDRAW_STREAM_CLAIM_IDLE_MS", "stream.claim_idle_ms",
+                               kDefaultClaimIdleMs, 100, 86'400'000);
+  if (!claim_idle_ms.ok()) return claim_idle_ms.error();
+  auto batch = env_int("FAIRDRAW_STREAM_BATCH", "stream.batch", kDefaultStreamBatch, 1, 100'000);
+  if (!batch.ok()) return batch.error();
+
+  PgSinkOptions sink_options;
+  sink_options.url = c.database.url;
+  sink_options.batch_max = c.database.batch_max;
+  sink_options.max_queue = c.database.max_queue;
+  auto sink = PgSink::open(std::move(sink_options));
+  if (!sink.ok()) return make_error(sink.error().kind, "database.url: " + sink.error().detail);
+  s.sink = std::move(sink.value());
+
+  s.redis_io = std::make_unique<boost::asio::io_context>();
+  s.redis_guard.emplace(boost::asio::make_work_guard(*s.redis_io));
+  for (unsigned i = 0; i < kRedisThreads; ++i) {
+    s.redis_threads.emplace_back([io = s.redis_io.get()] { io->run(); });
+  }
+  redis::RedisStoreOptions store_options;
+  store_options.redis = redis::make_redis_options(url.value());
+  store_options.idempotency_ttl_ms = c.draw.idempotency_ttl_s * 1000;
+  store_options.require_token = c.draw.require_token;
+  store_options.token_ttl_ms = c.draw.token_ttl_s * 1000;
+  store_options.zoneinfo_dir = c.zoneinfo_dir;
+  store_options.encode_config = [](const ActivityConfig& a) { return activity_config_json(a).dump(); };
+  store_options.decode_config = [](const std::string& text) -> Result<ActivityConfig> {
+    auto parsed = nlohmann::json::parse(text, nullptr, false);
+    if (parsed.is_discarded()) return make_error(ErrorKind::internal, "stored activity is not JSON");
+    return parse_activity(parsed);
+  };
+  s.redis_store = std::make_unique<redis::RedisStore>(*s.redis_io, std::move(store_options), s.clock,
+                                                      s.entropy);
+  s.store = s.redis_store.get();
+
+  redis::StreamWorkerOptions worker_options;
+  worker_options.redis = redis::make_redis_options(url.value());
+  worker_options.consumer = redis::default_consumer_name();
+  worker_options.batch = static_cast<std::size_t>(batch.value());
+  worker_options.max_round = std::max<std::size_t>(worker_options.batch, std::min<std::size_t>(
+      8192, std::max<std::size_t>(1, c.database.max_queue / 2)));
+  worker_options.claim_idle = std::chrono::milliseconds(claim_idle_ms.value());
+  worker_options.claim_interval =
+      std::min(std::chrono::milliseconds(5000), std::max(worker_options.claim_idle / 2,
+                                                         std::chrono::milliseconds(100)));
+  worker_options.log = [](redis::WorkerLogLevel level, std::string_view message, std::string_view detail) {
+    switch (level) {
+      case redis::WorkerLogLevel::debug: return log::debug(message, {{"detail", detail}});
+      case redis::WorkerLogLevel::info: return log::info(message, {{"detail", detail}});
+      case redis::WorkerLogLevel::warn: return log::warn(message, {{"detail", detail}});
+      case redis::WorkerLogLevel::error: return log::error(message, {{"detail", detail}});
+    }
+  };
+  log::info("stream worker configured", {{"consumer", worker_options.consumer},
+                                          {"claim_idle_ms", claim_idle_ms.value()},
+                                          {"batch", worker_options.batch}});
+  s.worker = std::make_unique<redis::StreamWorker>(std::move(worker_options), *s.sink);
+  return ok_status();
+}
+
+}  // namespace
+
+Service::Service() : impl_(std::make_unique<Impl>()) {}
+Service::~Service() = default;
+
+Result<std::unique_ptr<Service>> Service::create(Config config) {
+  std::unique_ptr<Service> service(new Service());
+  Impl& s = *service->impl_;
+  s.config = std::move(config);
+  const Config& c = s.config;
+
+  double recover_seconds = 0;
+  if (c.redis_url) {
+    if (auto built = build_clustered(s); !built.ok()) return built.error();
+  } else if (auto built = build_embedded(s, recover_seconds); !built.ok()) {
+    return built.error();
+  }
 
   for (const auto& [id, body] : c.activities) {
-    if (s.engine->get_activity(id, s.clock.now_ms()).ok()) continue;  // the database wins
+    if (s.store->get_activity(id, s.clock.now_ms()).ok()) continue;  // the database wins
     auto activity = parse_activity(body);
     if (!activity.ok()) {
       return make_error(ErrorKind::invalid_request,
                         "activities." + id + "." + activity.error().detail);
     }
-    auto created = s.engine->put_activity(id, std::move(activity.value()), s.clock.now_ms());
+    auto created = s.store->put_activity(id, std::move(activity.value()), s.clock.now_ms());
     if (!created.ok()) {
       return make_error(created.error().kind, "activities." + id + ": " + created.error().detail);
     }
@@ -228,7 +410,7 @@ Result<std::unique_ptr<Service>> Service::create(Config config) {
   if (auto guards = build_guards(s); !guards.ok()) return guards.error();
 
   Impl* impl = &s;
-  ApiContext api_context{*s.engine, *s.sink, s.clock, s.metrics, s.config,
+  ApiContext api_context{*s.store, *s.sink, s.clock, s.metrics, s.config,
                          [impl](std::function<void()> fn) { impl->server->post(std::move(fn)); },
                          [impl] { return impl->render_metrics(); }};
   api_context.user_limiter = s.user_limiter.get();
@@ -245,16 +427,23 @@ Result<std::unique_ptr<Service>> Service::create(Config config) {
                                      [impl] { impl->api->expire_deadlines(); });
 
   s.scheduler.add("prepare_epochs", std::chrono::milliseconds(100),
-                  [impl] { impl->engine->prepare_epochs(); });
+                  [impl] { impl->store->prepare_epochs(); });
   s.scheduler.add("expire", std::chrono::milliseconds(1000),
-                  [impl] { impl->engine->expire(impl->clock.now_ms()); });
+                  [impl] { impl->store->expire(impl->clock.now_ms()); });
   s.scheduler.add("watchdog", std::chrono::milliseconds(c.watchdog.interval_ms),
                   [impl] { impl->watchdog(); });
 
-  log::info("fairdraw ready", {{"listen", c.listen_host + ":" + std::to_string(s.server->port())},
-                               {"database", c.database.url},
-                               {"mode", "embedded"},
-                               {"recovery_seconds", recover_seconds}});
+  if (c.redis_url) {
+    log::info("fairdraw ready", {{"listen", c.listen_host + ":" + std::to_string(s.server->port())},
+                                 {"database", loggable_url(c.database.url)},
+                                 {"redis", loggable_url(*c.redis_url)},
+                                 {"mode", "clustered"}});
+  } else {
+    log::info("fairdraw ready", {{"listen", c.listen_host + ":" + std::to_string(s.server->port())},
+                                 {"database", c.database.url},
+                                 {"mode", "embedded"},
+                                 {"recovery_seconds", recover_seconds}});
+  }
   return service;
 }
 
@@ -262,13 +451,15 @@ std::uint16_t Service::port() const { return impl_->server->port(); }
 
 int Service::run() {
   Impl& s = *impl_;
-  s.engine->prepare_epochs();
+  s.store->prepare_epochs();
   s.scheduler.start();
+  if (s.worker) s.worker->start();
   s.server->run([&s] {
     log::info("shutting down: no new connections, finishing in-flight requests");
     s.api->set_draining();
   });
   s.scheduler.stop();
+  s.stop_clustered();  // clustered: the worker persists what it has read, then Redis goes
   s.sink->flush_and_stop();
   const auto stats = s.sink->stats();
   log::info("fairdraw stopped", {{"committed_rows", stats.committed_rows}});
