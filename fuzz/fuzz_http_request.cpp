@@ -16,6 +16,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "fairdraw/http/server.hpp"
 #include "fuzz_support.hpp"
 
 namespace {
@@ -24,9 +25,9 @@ namespace bhttp = boost::beast::http;
 namespace net = boost::asio;
 using fairdraw::fuzz::fail;
 
-// http::ServerOptions defaults (= config http.max_header_bytes / max_body_bytes defaults).
-constexpr std::size_t kMaxHeaderBytes = 8192;
-constexpr std::size_t kMaxBodyBytes = 16384;
+// The server's default limits (8 KiB header, 16 KiB body), taken from ServerOptions so they stay in step.
+const std::size_t kMaxHeaderBytes = fairdraw::http::ServerOptions{}.max_header_bytes;
+const std::size_t kMaxBodyBytes = fairdraw::http::ServerOptions{}.max_body_bytes;
 // Pipelined requests answered per input; bounds the time of one input.
 constexpr int kMaxRequests = 16;
 
@@ -53,6 +54,7 @@ bool valid_request_id(std::string_view id) {
 // The transport's own answers (server.cpp problem()); none reaches the Api,
 // the connection closes after each. Only their statuses can be checked here.
 void transport_refusal(int status) {
+  fairdraw::fuzz::trace("transport refusal", status);
   if (!fairdraw::fuzz::allowed_status(status)) fail("transport status not in DESIGN.md", std::to_string(status));
 }
 
@@ -75,8 +77,8 @@ bool check_header(const Parser& parser) {
   const auto& h = parser.get();
   const auto te = h.find(bhttp::field::transfer_encoding);
   if (te != h.end()) {
-    if (h.count(bhttp::field::content_length) > 0 || h.count(bhttp::field::transfer_encoding) > 1 ||
-        !iequals(trim(te->value()), "chunked")) {
+    if (h.version() < 11 || h.count(bhttp::field::content_length) > 0 ||
+        h.count(bhttp::field::transfer_encoding) > 1 || !iequals(trim(te->value()), "chunked")) {
       transport_refusal(400);
       return false;
     }
@@ -102,11 +104,26 @@ bool is_tchar(char c) {
 void check_framing(const bhttp::request<bhttp::string_body>& msg) {
   const auto cl = msg.count(bhttp::field::content_length);
   const auto te = msg.count(bhttp::field::transfer_encoding);
-  if (cl > 1) fail("accepted a request with several Content-Length fields");
-  if (cl == 1) {
-    const std::string_view v = trim(msg[bhttp::field::content_length]);
-    if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-      fail("accepted a Content-Length that is not digits", std::string(v));
+  // Repeated or listed Content-Length is allowed when every value is the same
+  // (RFC 9110 section 8.6): both ends then agree on the length anyway.
+  std::string length;
+  for (auto [it, end] = msg.equal_range(bhttp::field::content_length); it != end; ++it) {
+    std::string_view rest = it->value();
+    while (true) {
+      const auto comma = rest.find(',');
+      const std::string_view v = trim(rest.substr(0, comma));
+      if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        fail("accepted a Content-Length that is not digits", std::string(it->value()));
+      }
+      std::string_view digits = v;
+      while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
+      if (length.empty()) {
+        length = std::string(digits);
+      } else if (length != digits) {
+        fail("accepted differing Content-Length values", std::string(it->value()));
+      }
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
     }
   }
   if (te > 0 && (te > 1 || cl > 0 || !iequals(trim(msg[bhttp::field::transfer_encoding]), "chunked"))) {
@@ -114,8 +131,8 @@ void check_framing(const bhttp::request<bhttp::string_body>& msg) {
   }
   // RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; the
   // connection must close after the answer, or a pipelined remainder is smuggled.
-  if (te > 0 && msg.version() < 11 && msg.keep_alive()) {
-    fail("HTTP/1.0 request with Transfer-Encoding keeps the connection open");
+  if (te > 0 && msg.version() < 11 && msg.keep_alive() && !fairdraw::fuzz::ignored("http10-te-keepalive")) {
+    fail("HTTP/1.0 request with Transfer-Encoding keeps the connection open [http10-te-keepalive]");
   }
   const std::string_view method = msg.method_string();
   if (method.empty() || !std::all_of(method.begin(), method.end(), is_tchar)) {

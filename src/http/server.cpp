@@ -359,8 +359,10 @@ class Session : public std::enable_shared_from_this<Session> {
     // either way a request framed two ways is a smuggling shape.
     const auto te = h.find(bhttp::field::transfer_encoding);
     if (te != h.end()) {
-      if (h.count(bhttp::field::content_length) > 0 || h.count(bhttp::field::transfer_encoding) > 1 ||
-          !iequals(trim(te->value()), "chunked")) {
+      // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing
+      // (a 1.0 proxy in front would frame it differently): refuse and close.
+      if (h.version() < 11 || h.count(bhttp::field::content_length) > 0 ||
+          h.count(bhttp::field::transfer_encoding) > 1 || !iequals(trim(te->value()), "chunked")) {
         bump(server_.counters.bad_requests);
         send_problem(400, "invalid_request", "Invalid request", "unsupported Transfer-Encoding framing");
         return false;

@@ -341,6 +341,9 @@ TEST(HttpServer, SmugglingShapesGet400) {
       "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
       "HELLO\r\n\r\n",
       "GET /echo HTTP/2.0\r\nHost: t\r\n\r\n",
+      // Found by fuzz_http_request: Transfer-Encoding in HTTP/1.0 is faulty framing (RFC 9112 6.1).
+      "POST /echo HTTP/1.0\r\nHost: t\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\nGET /echo HTTP/1.1\r\nHost: t\r\n\r\n",
   };
   for (const auto& bytes : bad) {
     SCOPED_TRACE(bytes);
