@@ -46,6 +46,8 @@
 #error "FAIRDRAW_SOURCE_DIR must name the repository root"
 #endif
 
+#include "support/pg_test_tools.hpp"
+
 namespace fairdraw::redis {
 namespace {
 
@@ -56,7 +58,7 @@ using test::RedisTestServer;
 constexpr const char* kInitdb = "/usr/lib/postgresql/15/bin/initdb";
 constexpr const char* kGroup = "fairdraw-persist";
 
-// ---- PostgreSQL helpers (as in tests/sink/pg_sink_test.cpp) ---------------------------------
+// ---- helpers (PostgreSQL ones are in tests/support/pg_test_tools.hpp) -----------------------
 
 int pick_pg_port() {
   std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
@@ -75,62 +77,6 @@ int pick_pg_port() {
     if (free) return port;
   }
   return 0;
-}
-
-bool run_pg_script(const std::string& args, const std::string& out_file) {
-  const std::string cmd = "timeout 150 bash '" FAIRDRAW_SOURCE_DIR "/scripts/pg-test-server.sh' " +
-                          args + " >>'" + out_file + "' 2>&1";
-  return std::system(cmd.c_str()) == 0;
-}
-
-std::string pg_script_output(const std::string& args) {
-  const std::string cmd = "timeout 30 bash '" FAIRDRAW_SOURCE_DIR "/scripts/pg-test-server.sh' " + args;
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[512];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    ::pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
-std::string slurp(const std::string& path) {
-  std::string text;
-  if (FILE* f = std::fopen(path.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
-  return text;
-}
-
-std::int64_t pg_int(const std::string& url, const std::string& sql) {
-  PGconn* c = PQconnectdb(url.c_str());
-  std::int64_t value = -1;
-  if (PQstatus(c) == CONNECTION_OK) {
-    PGresult* r = PQexec(c, sql.c_str());
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
-      value = std::strtoll(PQgetvalue(r, 0, 0), nullptr, 10);
-    }
-    PQclear(r);
-  }
-  PQfinish(c);
-  return value;
-}
-
-bool pg_exec(const std::string& url, const std::string& sql) {
-  PGconn* c = PQconnectdb(url.c_str());
-  bool ok = PQstatus(c) == CONNECTION_OK;
-  if (ok) {
-    PGresult* r = PQexec(c, sql.c_str());
-    ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    PQclear(r);
-  }
-  PQfinish(c);
-  return ok;
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
@@ -227,13 +173,13 @@ class StreamWorkerTest : public ::testing::Test {
     for (int attempt = 0; attempt < 3 && !started_; ++attempt) {
       port_ = pick_pg_port();
       if (port_ == 0) continue;
-      started_ = run_pg_script("start '" + dir_ + "' " + std::to_string(port_), out_);
+      started_ = fairdraw::test::run_pg_script("start '" + dir_ + "' " + std::to_string(port_), out_);
     }
     if (!started_) {
-      setup_error_ = "scripts/pg-test-server.sh start failed:\n" + slurp(out_);
+      setup_error_ = "scripts/pg-test-server.sh start failed:\n" + fairdraw::test::read_text_file(out_);
       return;
     }
-    base_url_ = pg_script_output("url '" + dir_ + "' " + std::to_string(port_));
+    base_url_ = fairdraw::test::pg_script_output("url '" + dir_ + "' " + std::to_string(port_));
     if (base_url_.rfind("postgresql://", 0) != 0) {
       setup_error_ = "scripts/pg-test-server.sh url printed '" + base_url_ + "'";
       started_ = false;
@@ -241,7 +187,7 @@ class StreamWorkerTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    if (started_) run_pg_script("stop '" + dir_ + "'", out_);
+    if (started_) fairdraw::test::run_pg_script("stop '" + dir_ + "'", out_);
     started_ = false;
     std::error_code ignored;
     if (!root_.empty()) std::filesystem::remove_all(root_, ignored);
@@ -253,7 +199,7 @@ class StreamWorkerTest : public ::testing::Test {
     if (::access(kInitdb, X_OK) != 0) GTEST_SKIP() << kInitdb << " is missing";
     ASSERT_TRUE(started_) << setup_error_;
     const std::string schema = "sw_" + std::to_string(++schemas_);
-    ASSERT_TRUE(pg_exec(base_url_, "CREATE SCHEMA " + schema));
+    ASSERT_TRUE(fairdraw::test::pg_exec(base_url_, "CREATE SCHEMA " + schema));
     url_ = base_url_ + "?options=-csearch_path%3D" + schema;
     redis_ = std::make_unique<RedisTestServer>();
     ASSERT_TRUE(redis_->running());
@@ -269,7 +215,7 @@ class StreamWorkerTest : public ::testing::Test {
     io_.reset();
     redis_.reset();
     // A running PostgreSQL is left for the next test (a test that stopped it restarts it).
-    if (started_ && pg_int(base_url_, "SELECT 1") != 1) restart_pg(true);
+    if (started_ && fairdraw::test::pg_query_int(base_url_, "SELECT 1") != 1) restart_pg(true);
     if (HasFailure()) {
       std::lock_guard lock(log_mutex_);
       for (const auto& line : logs_) std::fprintf(stderr, "worker log: %s\n", line.c_str());
@@ -375,11 +321,11 @@ class StreamWorkerTest : public ::testing::Test {
   }
 
   std::int64_t rows(const std::string& where = "TRUE") {
-    return pg_int(url_, "SELECT COUNT(*) FROM draws WHERE " + where);
+    return fairdraw::test::pg_query_int(url_, "SELECT COUNT(*) FROM draws WHERE " + where);
   }
 
   static bool restart_pg(bool start) {
-    return run_pg_script(start ? "start '" + dir_ + "' " + std::to_string(port_) : "stop '" + dir_ + "'",
+    return fairdraw::test::run_pg_script(start ? "start '" + dir_ + "' " + std::to_string(port_) : "stop '" + dir_ + "'",
                          out_);
   }
 
@@ -424,8 +370,8 @@ TEST_F(StreamWorkerTest, PersistsEveryEntryOnceAndAcksIt) {
   ASSERT_TRUE(wait_until([&] { return rows() == 500 && pending("a") == 0 && pending("b") == 0; }, 20s))
       << "rows " << rows() << ", pending a " << pending("a") << ", b " << pending("b");
   EXPECT_EQ(rows("activity_id = 'a'"), 300);
-  EXPECT_EQ(pg_int(url_, "SELECT COUNT(DISTINCT seq) FROM draws WHERE activity_id = 'a'"), 300);
-  EXPECT_EQ(pg_int(url_, "SELECT MAX(seq) FROM draws WHERE activity_id = 'b'"), 199);
+  EXPECT_EQ(fairdraw::test::pg_query_int(url_, "SELECT COUNT(DISTINCT seq) FROM draws WHERE activity_id = 'a'"), 300);
+  EXPECT_EQ(fairdraw::test::pg_query_int(url_, "SELECT MAX(seq) FROM draws WHERE activity_id = 'b'"), 199);
   EXPECT_EQ(rows("won"), 30);
   EXPECT_EQ(rows("won AND prize_id = 'p1' AND candidate_id = 'p1' AND prize_name = 'Prize one'"), 30);
   EXPECT_EQ(rows("NOT won AND prize_id IS NULL AND candidate_id IS NULL AND prize_name IS NULL"), 470);
@@ -514,7 +460,7 @@ TEST_F(StreamWorkerTest, PostgresStoppedMidwayBacklogGrowsNothingAckedThenAllPer
   const auto acked_before = worker.stats().acked;
   EXPECT_EQ(acked_before, 100u);
 
-  ASSERT_TRUE(restart_pg(false)) << slurp(out_);
+  ASSERT_TRUE(restart_pg(false)) << fairdraw::test::read_text_file(out_);
   for (int s = 100; s < 400; ++s) xadd_draw("a", s);
   ASSERT_TRUE(wait_until([&] { return worker.stats().refused > 0; }, 20s))
       << "the sink must have refused while the database is down";
@@ -531,12 +477,12 @@ TEST_F(StreamWorkerTest, PostgresStoppedMidwayBacklogGrowsNothingAckedThenAllPer
   EXPECT_EQ(worker.stats().acked, acked_before) << "nothing may be acked while the database is down";
   EXPECT_GT(worker.stats().retrying, 0u);
 
-  ASSERT_TRUE(restart_pg(true)) << slurp(out_);
+  ASSERT_TRUE(restart_pg(true)) << fairdraw::test::read_text_file(out_);
   ASSERT_TRUE(wait_until([&] { return rows() == 400 && pending("a") == 0; }, 30s))
       << "rows " << rows() << ", pending " << pending("a");
-  EXPECT_EQ(pg_int(url_, "SELECT COUNT(DISTINCT seq) FROM draws"), 400);
-  EXPECT_EQ(pg_int(url_, "SELECT MIN(seq) FROM draws"), 0);
-  EXPECT_EQ(pg_int(url_, "SELECT MAX(seq) FROM draws"), 399);
+  EXPECT_EQ(fairdraw::test::pg_query_int(url_, "SELECT COUNT(DISTINCT seq) FROM draws"), 400);
+  EXPECT_EQ(fairdraw::test::pg_query_int(url_, "SELECT MIN(seq) FROM draws"), 0);
+  EXPECT_EQ(fairdraw::test::pg_query_int(url_, "SELECT MAX(seq) FROM draws"), 399);
   ASSERT_TRUE(wait_until([&] { return worker.stats().acked == 400; }, 5s)) << worker.stats().acked;
   EXPECT_EQ(worker.stats().retrying, 0u);
   EXPECT_EQ(worker.stats().poisoned, 0u);
@@ -564,7 +510,7 @@ TEST_F(StreamWorkerTest, ASecondWorkerClaimsEntriesPendingForADeadOne) {
   StreamWorker& survivor = start_worker(second, pg);
   ASSERT_TRUE(wait_until([&] { return rows() == 100 && pending("a") == 0; }, 20s))
       << "rows " << rows() << ", pending " << pending("a");
-  EXPECT_EQ(pg_int(url_, "SELECT COUNT(DISTINCT seq) FROM draws"), 100);
+  EXPECT_EQ(fairdraw::test::pg_query_int(url_, "SELECT COUNT(DISTINCT seq) FROM draws"), 100);
   const auto s = survivor.stats();
   EXPECT_EQ(s.claimed, 40u);
   EXPECT_EQ(s.read, 60u);
@@ -680,7 +626,7 @@ TEST_F(StreamWorkerTest, TwoWorkersShareTheStreamsAndWriteEachRowOnce) {
   ASSERT_TRUE(wait_until([&] { return rows() == 900 && pending("a") == 0 && pending("b") == 0 && pending("c") == 0; },
                          20s))
       << rows();
-  EXPECT_EQ(pg_int(url_, "SELECT COUNT(DISTINCT (activity_id, seq)) FROM draws"), 900);
+  EXPECT_EQ(fairdraw::test::pg_query_int(url_, "SELECT COUNT(DISTINCT (activity_id, seq)) FROM draws"), 900);
   std::uint64_t acked = 0;
   for (const auto& w : workers_) acked += w->stats().acked;
   EXPECT_EQ(acked, 900u);

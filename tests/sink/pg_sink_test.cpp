@@ -37,6 +37,8 @@
 #error "FAIRDRAW_SOURCE_DIR must name the repository root"
 #endif
 
+#include "support/pg_test_tools.hpp"
+
 namespace fairdraw {
 namespace {
 
@@ -62,67 +64,6 @@ int pick_port() {
     if (free) return port;
   }
   return 0;
-}
-
-// Runs the test-server script (bounded by timeout(1)); output goes to DIR/../script.out.
-bool run_script(const std::string& args, const std::string& out_file) {
-  const std::string cmd = "timeout 150 bash '" FAIRDRAW_SOURCE_DIR "/scripts/pg-test-server.sh' " +
-                          args + " >>'" + out_file + "' 2>&1";
-  return std::system(cmd.c_str()) == 0;
-}
-
-// The script's standard output, trailing newline removed.
-std::string script_output(const std::string& args) {
-  const std::string cmd =
-      "timeout 30 bash '" FAIRDRAW_SOURCE_DIR "/scripts/pg-test-server.sh' " + args;
-  std::string out;
-  if (FILE* p = ::popen(cmd.c_str(), "r")) {
-    char buf[512];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    ::pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
-std::string read_file(const std::string& path) {
-  std::string text;
-  if (FILE* f = std::fopen(path.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
-  return text;
-}
-
-// One admin statement on its own connection; returns the first column of the
-// first row as an integer, or -1 on any failure.
-std::int64_t query_int(const std::string& url, const std::string& sql) {
-  PGconn* c = PQconnectdb(url.c_str());
-  std::int64_t value = -1;
-  if (PQstatus(c) == CONNECTION_OK) {
-    PGresult* r = PQexec(c, sql.c_str());
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0)) {
-      value = std::strtoll(PQgetvalue(r, 0, 0), nullptr, 10);
-    }
-    PQclear(r);
-  }
-  PQfinish(c);
-  return value;
-}
-
-bool exec_sql(const std::string& url, const std::string& sql) {
-  PGconn* c = PQconnectdb(url.c_str());
-  bool ok = PQstatus(c) == CONNECTION_OK;
-  if (ok) {
-    PGresult* r = PQexec(c, sql.c_str());
-    ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
-    PQclear(r);
-  }
-  PQfinish(c);
-  return ok;
 }
 
 // Counts acks; every wait is bounded.
@@ -208,13 +149,13 @@ class PgSinkTest : public ::testing::Test {
     for (int attempt = 0; attempt < 3 && !started_; ++attempt) {
       port_ = pick_port();
       if (port_ == 0) continue;
-      started_ = run_script("start '" + dir_ + "' " + std::to_string(port_), out_);
+      started_ = test::run_pg_script("start '" + dir_ + "' " + std::to_string(port_), out_);
     }
     if (!started_) {
-      setup_error_ = "scripts/pg-test-server.sh start failed:\n" + read_file(out_);
+      setup_error_ = "scripts/pg-test-server.sh start failed:\n" + test::read_text_file(out_);
       return;
     }
-    base_url_ = script_output("url '" + dir_ + "' " + std::to_string(port_));
+    base_url_ = test::pg_script_output("url '" + dir_ + "' " + std::to_string(port_));
     if (base_url_.rfind("postgresql://", 0) != 0) {
       setup_error_ = "scripts/pg-test-server.sh url printed '" + base_url_ + "'";
       started_ = false;
@@ -222,7 +163,7 @@ class PgSinkTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    if (started_) run_script("stop '" + dir_ + "'", out_);
+    if (started_) test::run_pg_script("stop '" + dir_ + "'", out_);
     started_ = false;
     std::error_code ignored;
     if (!root_.empty()) std::filesystem::remove_all(root_, ignored);
@@ -235,7 +176,7 @@ class PgSinkTest : public ::testing::Test {
     // A fresh schema first on the search_path gives each test its own tables (a
     // database per test would cost a template copy and a slower checkpoint at stop).
     const std::string name = "t_" + std::to_string(++schemas_);
-    ASSERT_TRUE(exec_sql(base_url_, "CREATE SCHEMA " + name));
+    ASSERT_TRUE(test::pg_exec(base_url_, "CREATE SCHEMA " + name));
     url_ = base_url_ + "?options=-csearch_path%3D" + name;
   }
 
@@ -253,10 +194,10 @@ class PgSinkTest : public ::testing::Test {
   }
   std::unique_ptr<PgSink> open_sink() { return open_sink(options()); }
 
-  std::int64_t query(const std::string& sql) const { return query_int(url_, sql); }
+  std::int64_t query(const std::string& sql) const { return test::pg_query_int(url_, sql); }
 
   static bool restart_server(bool start) {
-    return run_script(start ? "start '" + dir_ + "' " + std::to_string(port_) : "stop '" + dir_ + "'",
+    return test::run_pg_script(start ? "start '" + dir_ + "' " + std::to_string(port_) : "stop '" + dir_ + "'",
                       out_);
   }
 
@@ -326,7 +267,7 @@ TEST_F(PgSinkTest, MigrationsAreAppliedOnceWhenInstancesStartTogether) {
 
 TEST_F(PgSinkTest, RefusesASchemaNewerThanTheBuild) {
   { ASSERT_TRUE(open_sink()); }
-  ASSERT_TRUE(exec_sql(url_, "INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)"));
+  ASSERT_TRUE(test::pg_exec(url_, "INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)"));
   auto opened = PgSink::open(options());
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().kind, ErrorKind::unavailable);
@@ -756,7 +697,7 @@ TEST_F(PgSinkTest, ActivitiesAndEpochsRoundTrip) {
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
 
-  ASSERT_TRUE(exec_sql(url_, "UPDATE epochs SET seed = '\\x0102' WHERE epoch = 1"));
+  ASSERT_TRUE(test::pg_exec(url_, "UPDATE epochs SET seed = '\\x0102' WHERE epoch = 1"));
   auto corrupt = sink->load_epochs("a");
   ASSERT_FALSE(corrupt.ok());
   EXPECT_EQ(corrupt.error().kind, ErrorKind::internal);
@@ -843,13 +784,13 @@ TEST_F(PgSinkTest, SurvivesAServerRestartWhileAppending) {
     }
     for (auto& t : readers) t.join();
   }
-  ASSERT_TRUE(restart_server(false)) << read_file(out_);
+  ASSERT_TRUE(restart_server(false)) << test::read_text_file(out_);
   const bool went_unhealthy = wait_until([&] { return !sink->healthy(); }, 10s);
   EXPECT_TRUE(went_unhealthy);
   std::this_thread::sleep_for(300ms);  // appends keep queueing while it is down
   EXPECT_FALSE(sink->healthy());
   const int during_outage = appended.load();
-  ASSERT_TRUE(restart_server(true)) << read_file(out_);
+  ASSERT_TRUE(restart_server(true)) << test::read_text_file(out_);
   EXPECT_TRUE(wait_until([&] { return sink->healthy(); }, 20s)) << sink->last_error();
   ASSERT_TRUE(wait_until([&] { return appended.load() >= during_outage + 100; }, 20s));
   stop_appending.store(true);
