@@ -5,6 +5,8 @@
 #   FAIRDRAW_FUZZ_IGNORE=id,... scripts/fuzz.sh
 #                              skip the oracles of known, reported findings (ids
 #                              in brackets in the oracle messages) until fixed
+#   FAIRDRAW_FUZZ_BUILD_DIR=dir  build there instead of build/fuzz
+# CI runs this through scripts/fuzz-ci.sh.
 # Exits non-zero on any crash, leak, timeout or OOM; the input that caused it
 # is kept in build/fuzz/crashes/<target>/. The repo's seed corpora are copied
 # to a temp dir first, so fuzzing never writes into fuzz/corpus/.
@@ -18,7 +20,8 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
   exit 2
 fi
 jobs="${FAIRDRAW_BUILD_JOBS:-2}"
-build="$root/build/fuzz"
+build="${FAIRDRAW_FUZZ_BUILD_DIR:-$root/build/fuzz}"
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
 targets=(fuzz_http_request fuzz_draw_body fuzz_config)
 
 bash scripts/install-deps.sh  # the project's own build dependencies (idempotent)
@@ -86,7 +89,10 @@ for t in "${targets[@]}"; do
   fi
   log="$build/crashes/$t.log"
   set +e
-  TMPDIR="$dir/tmp" "$build/fuzz/$t" "${args[@]}" "$dir/corpus" >"$log" 2>&1
+  # A hard stop well past -max_total_time, should a target ever hang outside
+  # libFuzzer's own timeouts (at exit, say).
+  TMPDIR="$dir/tmp" timeout --kill-after=30 $(( seconds + 300 )) \
+    "$build/fuzz/$t" "${args[@]}" "$dir/corpus" >"$log" 2>&1
   rc=$?
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
@@ -101,7 +107,7 @@ for t in "${targets[@]}"; do
 done
 
 echo "=== summary (${seconds}s per target, total $(( $(date +%s) - started ))s) ==="
-printf '%s\n' "${summary[@]}"
+printf '%s\n' "${summary[@]}" | tee "$build/fuzz-summary.txt"
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "FAILED: ${failed[*]} (logs and new crashing inputs in $build/crashes/, known ones in fuzz/regressions/)" >&2
   exit 1

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <memory>
 
+#include "fairdraw/app/admin_guard.hpp"
 #include "fairdraw/app/json_codec.hpp"
 #include "fairdraw/app/log.hpp"
 #include "fairdraw/app/problem.hpp"
@@ -41,14 +42,19 @@ Error bad_request(std::string detail) {
 }
 
 bool is_json_media_type(std::string_view content_type) {
+  // Compared in place, case-insensitively: this runs on every draw.
   const std::size_t semi = content_type.find(';');
-  std::string type(content_type.substr(0, semi));
-  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
-  std::transform(type.begin(), type.end(), type.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return type == "application/json" ||
-         (type.rfind("application/", 0) == 0 && type.size() > 5 &&
-          type.compare(type.size() - 5, 5, "+json") == 0);
+  std::string_view type = content_type.substr(0, semi);
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  auto iequal = [](std::string_view a, std::string_view lower) {
+    return a.size() == lower.size() && std::equal(a.begin(), a.end(), lower.begin(), [](char x, char y) {
+             return static_cast<char>(std::tolower(static_cast<unsigned char>(x))) == y;
+           });
+  };
+  constexpr std::string_view kApplication = "application/";
+  return iequal(type, "application/json") ||
+         (type.size() > kApplication.size() && iequal(type.substr(0, kApplication.size()), kApplication) &&
+          type.size() > 5 && iequal(type.substr(type.size() - 5), "+json"));
 }
 
 Result<json> parse_json_body(const http::Request& request) {
@@ -61,6 +67,133 @@ Result<json> parse_json_body(const http::Request& request) {
   if (body.is_discarded()) return bad_request("the body is not valid JSON");
   if (!body.is_object()) return bad_request("the body must be a JSON object");
   return body;
+}
+
+// One field of a draw body, as the validation below needs it.
+struct BodyField {
+  enum class Kind { absent, null, string, integer, other } kind = Kind::absent;
+  std::string_view text;    // kind == string (views the body or the parsed json)
+  std::int64_t number = 0;  // kind == integer
+};
+
+struct DrawFields {
+  BodyField activity_id;
+  BodyField user_id;
+  BodyField ts_ms;
+  BodyField request_id;
+
+  BodyField* named(std::string_view key) {
+    if (key == "activity_id") return &activity_id;
+    if (key == "user_id") return &user_id;
+    if (key == "ts_ms") return &ts_ms;
+    if (key == "request_id") return &request_id;
+    return nullptr;
+  }
+};
+
+// From the full parser's result; returns the first unknown key (in the
+// parser's order, as the error message has always named it), if any.
+std::optional<std::string> draw_fields_from_json(const json& body, DrawFields& out) {
+  for (const auto& [key, value] : body.items()) {
+    BodyField* field = out.named(key);
+    if (field == nullptr) return key;
+    if (value.is_null()) {
+      field->kind = BodyField::Kind::null;
+    } else if (value.is_string()) {
+      field->kind = BodyField::Kind::string;
+      field->text = value.get_ref<const std::string&>();
+    } else if (value.is_number_integer()) {
+      field->kind = BodyField::Kind::integer;
+      field->number = value.get<std::int64_t>();
+    } else {
+      field->kind = BodyField::Kind::other;
+    }
+  }
+  return std::nullopt;
+}
+
+// The fast path of every draw: a flat JSON object whose keys are the known
+// ones, each at most once, and whose values are plain printable-ASCII strings
+// without escapes, integers that fit in 63 bits, or null — what clients send.
+// Reads it in place, with no allocation. Anything else (escapes, other types,
+// duplicates, unknown keys, malformed JSON, another media type) returns false,
+// and the full parser decides with its usual errors; so both paths agree.
+bool scan_draw_body(const http::Request& request, DrawFields& out) {
+  const auto content_type = request.header("content-type");
+  if (!content_type || !is_json_media_type(*content_type)) return false;
+  const std::string_view s = request.body;
+  std::size_t i = 0;
+  auto skip_ws = [&] {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) ++i;
+  };
+  auto plain_string = [&](std::string_view& text) {
+    if (i >= s.size() || s[i] != '"') return false;
+    const std::size_t start = ++i;
+    while (i < s.size() && s[i] != '"') {
+      if (s[i] < 0x20 || s[i] > 0x7E || s[i] == '\\') return false;
+      ++i;
+    }
+    if (i >= s.size()) return false;
+    text = s.substr(start, i - start);
+    ++i;
+    return true;
+  };
+  skip_ws();
+  if (i >= s.size() || s[i] != '{') return false;
+  ++i;
+  skip_ws();
+  if (i < s.size() && s[i] == '}') {
+    ++i;
+  } else {
+    for (;;) {
+      std::string_view key;
+      if (!plain_string(key)) return false;
+      BodyField* field = out.named(key);
+      if (field == nullptr || field->kind != BodyField::Kind::absent) return false;
+      skip_ws();
+      if (i >= s.size() || s[i] != ':') return false;
+      ++i;
+      skip_ws();
+      if (i >= s.size()) return false;
+      if (s[i] == '"') {
+        if (!plain_string(field->text)) return false;
+        field->kind = BodyField::Kind::string;
+      } else if (s.substr(i, 4) == "null") {
+        i += 4;
+        field->kind = BodyField::Kind::null;
+      } else {
+        // -?(0|[1-9][0-9]*), at most 18 digits, so it cannot overflow.
+        const bool negative = s[i] == '-';
+        if (negative) ++i;
+        const std::size_t digits_start = i;
+        std::int64_t value = 0;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9' && i - digits_start < 18) {
+          value = value * 10 + (s[i] - '0');
+          ++i;
+        }
+        const std::size_t digits = i - digits_start;
+        if (digits == 0 || (digits > 1 && s[digits_start] == '0')) return false;
+        if (i < s.size() && s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r' && s[i] != ',' &&
+            s[i] != '}') {
+          return false;  // a fraction, an exponent, more digits: the full parser's business
+        }
+        field->kind = BodyField::Kind::integer;
+        field->number = negative ? -value : value;
+      }
+      skip_ws();
+      if (i >= s.size()) return false;
+      if (s[i] == ',') {
+        ++i;
+        skip_ws();
+        continue;
+      }
+      if (s[i] != '}') return false;
+      ++i;
+      break;
+    }
+  }
+  skip_ws();
+  return i == s.size();
 }
 
 Result<std::size_t> parse_limit(const http::Request& request) {
@@ -167,7 +300,12 @@ struct Api::PendingDraw {
   std::string path;
 };
 
-Api::Api(ApiContext context) : ctx_(std::move(context)) {}
+Api::Api(ApiContext context) : ctx_(std::move(context)) {
+  if (const AuthConfig& a = ctx_.config.auth; a.admin_max_failures > 0) {
+    admin_guard_ = std::make_shared<AdminGuard>(
+        AdminGuardOptions{a.admin_max_failures, a.admin_lockout_s * 1000, a.admin_guard_max_addresses});
+  }
+}
 
 void Api::expire_deadlines() {
   const auto now = std::chrono::steady_clock::now();
@@ -263,6 +401,22 @@ void Api::handle(http::Request&& request, http::Responder respond) {
   }
   const Route& route = *match.route;
   if (route.admin) {
+    // Brute-force throttling per client address: a locked address gets 429
+    // whatever it sends, so guessing on gains nothing (docs/SECURITY.md 6).
+    std::string guard_key;
+    if (admin_guard_) {
+      static const TrustedProxies kNoProxies;
+      guard_key = address_rate_key(client_address(req->remote_addr, req->header("x-forwarded-for"),
+                                                   ctx_.trusted_proxies ? *ctx_.trusted_proxies : kNoProxies));
+      if (const auto lock = admin_guard_->check(guard_key, ctx_.clock.now_ms()); lock.locked) {
+        auto response = problem_response(
+            make_error(ErrorKind::rate_limited,
+                       "too many failed admin authentications from this address; retry after the indicated time"),
+            req->path);
+        response.set_header("Retry-After", std::to_string(lock.retry_after_s));
+        return finish(std::move(response));
+      }
+    }
     const auto authorization = req->header("authorization");
     if (!authorization) {
       auto response = problem_response(
@@ -276,8 +430,20 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       admitted = admin_token_matches(*authorization, token) || admitted;  // no early exit: constant work
     }
     if (!admitted) {
+      if (admin_guard_) {
+        const auto failure = admin_guard_->record_failure(guard_key, ctx_.clock.now_ms());
+        // The client address and the count only: never the token.
+        log::info("admin authentication failed",
+                  {{"request_id", req->request_id}, {"client", guard_key}, {"failures", failure.failures}});
+        if (failure.now_locked) {
+          log::warn("admin authentication locked out",
+                    {{"request_id", req->request_id}, {"client", guard_key},
+                     {"failures", failure.failures}, {"retry_after_s", failure.retry_after_s}});
+        }
+      }
       return fail(make_error(ErrorKind::forbidden, "the admin token is not valid"));
     }
+    if (admin_guard_) admin_guard_->record_success(guard_key);
   }
 
   const std::int64_t now = ctx_.clock.now_ms();
@@ -305,22 +471,24 @@ void Api::handle(http::Request&& request, http::Responder respond) {
   }
   switch (route.endpoint) {
     case Endpoint::draw: {
-      auto body = parse_json_body(*req);
-      if (!body.ok()) {
-        ctx_.metrics.count_draw(problem_info(body.error().kind).type);
-        return fail(body.error());
+      DrawFields fields;
+      json parsed;  // owns what `fields` views when the body took the full parser
+      if (!scan_draw_body(*req, fields)) {
+        fields = DrawFields{};
+        auto body = parse_json_body(*req);
+        if (!body.ok()) {
+          ctx_.metrics.count_draw(problem_info(body.error().kind).type);
+          return fail(body.error());
+        }
+        parsed = std::move(body.value());
+        if (auto unknown = draw_fields_from_json(parsed, fields)) {
+          return fail(bad_request(*unknown + ": unknown field"));
+        }
       }
       DrawCommand command;
       command.now_ms = now;
-      const json& b = body.value();
-      for (const auto& [key, value] : b.items()) {
-        if (key != "activity_id" && key != "user_id" && key != "ts_ms" && key != "request_id") {
-          return fail(bad_request(key + ": unknown field"));
-        }
-      }
-      auto activity = b.find("activity_id");
-      if (activity == b.end() || !activity->is_string() ||
-          !is_valid_id(activity->get_ref<const std::string&>())) {
+      const BodyField& activity = fields.activity_id;
+      if (activity.kind != BodyField::Kind::string || !is_valid_id(activity.text)) {
         return fail(bad_request("activity_id: required, 1-128 characters of [A-Za-z0-9._~-]"));
       }
       // The user: from the frontend's JWT when one is configured and sent, so
@@ -345,25 +513,26 @@ void Api::handle(http::Request&& request, http::Responder respond) {
           return finish(std::move(response));
         }
       }
-      auto user = b.find("user_id");
-      const bool has_user = user != b.end() && !user->is_null();
-      if (has_user && (!user->is_string() || !is_valid_user_id(user->get_ref<const std::string&>()))) {
+      const BodyField& user = fields.user_id;
+      const bool has_user = user.kind != BodyField::Kind::absent && user.kind != BodyField::Kind::null;
+      if (has_user && (user.kind != BodyField::Kind::string || !is_valid_user_id(user.text))) {
         return fail(bad_request("user_id: 1-256 bytes without control characters"));
       }
-      if (token_user && has_user && user->get_ref<const std::string&>() != *token_user) {
+      if (token_user && has_user && user.text != *token_user) {
         return fail(make_error(ErrorKind::forbidden, "user_id differs from the user of the token"));
       }
       if (!token_user && !has_user) {
         return fail(bad_request("user_id: required, 1-256 bytes without control characters"));
       }
-      command.activity_id = activity->get<std::string>();
-      command.user_id = token_user ? std::move(*token_user) : user->get<std::string>();
+      command.activity_id = activity.text;
+      command.user_id = token_user ? std::move(*token_user) : std::string(user.text);
       if (ctx_.user_limiter && limited(*ctx_.user_limiter, command.activity_id + '\n' + command.user_id)) {
         return;
       }
-      if (auto ts = b.find("ts_ms"); ts != b.end() && !ts->is_null()) {
-        if (!ts->is_number_integer()) return fail(bad_request("ts_ms: must be an integer"));
-        const std::int64_t skew = now - ts->get<std::int64_t>();
+      if (const BodyField& ts = fields.ts_ms;
+          ts.kind != BodyField::Kind::absent && ts.kind != BodyField::Kind::null) {
+        if (ts.kind != BodyField::Kind::integer) return fail(bad_request("ts_ms: must be an integer"));
+        const std::int64_t skew = now - ts.number;
         if (skew > ctx_.config.draw.max_clock_skew_ms || -skew > ctx_.config.draw.max_clock_skew_ms) {
           ctx_.metrics.count_draw("clock_skew");
           return fail(make_error(ErrorKind::clock_skew,
@@ -378,9 +547,10 @@ void Api::handle(http::Request&& request, http::Responder respond) {
           return fail(bad_request("Idempotency-Key: 1-128 visible ASCII characters, bare or quoted"));
         }
       }
-      if (auto rid = b.find("request_id"); rid != b.end() && !rid->is_null()) {
-        if (!rid->is_string()) return fail(bad_request("request_id: must be a string"));
-        auto body_key = parse_idempotency_key(rid->get_ref<const std::string&>());
+      if (const BodyField& rid = fields.request_id;
+          rid.kind != BodyField::Kind::absent && rid.kind != BodyField::Kind::null) {
+        if (rid.kind != BodyField::Kind::string) return fail(bad_request("request_id: must be a string"));
+        auto body_key = parse_idempotency_key(rid.text);
         if (!body_key) return fail(bad_request("request_id: 1-128 visible ASCII characters"));
         if (key && *key != *body_key) {
           return fail(bad_request("request_id: differs from the Idempotency-Key header"));
@@ -418,8 +588,9 @@ void Api::handle(http::Request&& request, http::Responder respond) {
           ctx_.metrics.count_draw(o.replayed ? "replayed" : (o.record.won ? "won" : "miss"));
           http::Response response;
           response.status = 200;
-          response.set_header("Content-Type", "application/json");
-          if (o.replayed) response.set_header("Idempotent-Replayed", "true");
+          response.headers.reserve(2);
+          response.headers.emplace_back("Content-Type", "application/json");
+          if (o.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
           response.body = draw_body(o.record);
           pending->finish(std::move(response));
         });
@@ -521,8 +692,13 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       if (!view.ok()) return fail(view.error());
       return finish(json_response(200, activity_view_json(view.value())));
     }
-    case Endpoint::healthz:
-      return finish(json_response(200, {{"status", "ok"}}));
+    case Endpoint::healthz: {
+      // A constant: liveness probes and load balancers call this often.
+      http::Response response;
+      response.headers.emplace_back("Content-Type", "application/json");
+      response.body = R"({"status":"ok"})";
+      return finish(std::move(response));
+    }
     case Endpoint::readyz: {
       if (draining_.load()) return fail(make_error(ErrorKind::unavailable, "shutting down"));
       if (!ctx_.store.ready()) {

@@ -260,6 +260,8 @@ const std::vector<Field>& fields() {
       {.path = "log_level", .bind = FAIRDRAW_BIND(log_level), .check = check_log_level},
       {.path = "zoneinfo_dir", .bind = FAIRDRAW_BIND(zoneinfo_dir), .check = check_not_empty},
       {.path = "redis.url", .bind = FAIRDRAW_BIND(redis_url), .check = check_redis_url, .secret = Secret::url_password},
+      {.path = "redis.stream_batch", .bind = FAIRDRAW_BIND(redis_stream_batch), .min = 1, .max = 100'000},
+      {.path = "redis.claim_idle_ms", .bind = FAIRDRAW_BIND(redis_claim_idle_ms), .min = 100, .max = kDayMs},
       {.path = "database.url",
        .bind = FAIRDRAW_BIND(database.url),
        .check = check_database_url,
@@ -274,6 +276,11 @@ const std::vector<Field>& fields() {
       {.path = "http.idle_timeout_ms", .bind = FAIRDRAW_BIND(http.idle_timeout_ms), .min = 1, .max = kHourMs},
       {.path = "http.request_timeout_ms", .bind = FAIRDRAW_BIND(http.request_timeout_ms), .min = 1, .max = kHourMs},
       {.path = "http.shutdown_grace_ms", .bind = FAIRDRAW_BIND(http.shutdown_grace_ms), .min = 0, .max = kHourMs},
+      {.path = "http.write_timeout_ms", .bind = FAIRDRAW_BIND(http.write_timeout_ms), .min = 1, .max = kHourMs},
+      {.path = "http.max_connections_per_address",
+       .bind = FAIRDRAW_BIND(http.max_connections_per_address),
+       .min = 0,
+       .max = 1'000'000},
       {.path = "cors.allowed_origins", .bind = FAIRDRAW_BIND(cors.allowed_origins), .check = check_origin},
       {.path = "cors.max_age_s", .bind = FAIRDRAW_BIND(cors.max_age_s), .min = 0, .max = 86'400},
       {.path = "draw.max_clock_skew_ms", .bind = FAIRDRAW_BIND(draw.max_clock_skew_ms), .min = 0, .max = kDayMs},
@@ -315,6 +322,12 @@ const std::vector<Field>& fields() {
       {.path = "auth.jwt_leeway_s", .bind = FAIRDRAW_BIND(auth.jwt_leeway_s), .min = 0, .max = 3600},
       {.path = "auth.jwt_user_claim", .bind = FAIRDRAW_BIND(auth.jwt_user_claim), .check = check_not_empty},
       {.path = "auth.require_user_token", .bind = FAIRDRAW_BIND(auth.require_user_token)},
+      {.path = "auth.admin_max_failures", .bind = FAIRDRAW_BIND(auth.admin_max_failures), .min = 0, .max = 1'000'000},
+      {.path = "auth.admin_lockout_s", .bind = FAIRDRAW_BIND(auth.admin_lockout_s), .min = 1, .max = kWeekS},
+      {.path = "auth.admin_guard_max_addresses",
+       .bind = FAIRDRAW_BIND(auth.admin_guard_max_addresses),
+       .min = 1,
+       .max = 10'000'000},
   };
   return table;
 }

@@ -51,7 +51,13 @@ struct Metrics::Impl {
 namespace {
 std::atomic<std::uint64_t> next_generation{1};
 
+// A thread's cached children of the request families. Looked up by a linear
+// scan comparing the status first: a thread sees a few dozen label sets at
+// most, and the scan costs neither a key string nor a hash per request.
 struct RequestSeries {
+  int status;
+  std::string route;
+  std::string method;
   prometheus::Counter* count;
   prometheus::Histogram* latency;
 };
@@ -65,26 +71,29 @@ Metrics::~Metrics() = default;
 void Metrics::observe_request(std::string_view route, std::string_view method, int status,
                               double seconds) {
   thread_local std::uint64_t cache_generation = 0;
-  thread_local std::unordered_map<std::string, RequestSeries> cache;
+  thread_local std::vector<RequestSeries> cache;
   if (cache_generation != impl_->generation) {
     cache.clear();
     cache_generation = impl_->generation;
   }
-  std::string key;
-  key.reserve(route.size() + method.size() + 5);
-  key.append(route).append(1, ' ').append(method).append(1, ' ').append(std::to_string(status));
-  auto it = cache.find(key);
-  if (it == cache.end()) {
+  const RequestSeries* series = nullptr;
+  for (const RequestSeries& s : cache) {
+    if (s.status == status && s.route == route && s.method == method) {
+      series = &s;
+      break;
+    }
+  }
+  if (series == nullptr) {
     std::lock_guard lock(impl_->families_mutex);
     const std::map<std::string, std::string> labels = {
         {"route", std::string(route)}, {"method", std::string(method)},
         {"status", std::to_string(status)}};
-    RequestSeries series{&impl_->requests.Add(labels),
-                         &impl_->latency.Add(labels, Impl::buckets())};
-    it = cache.emplace(std::move(key), series).first;
+    series = &cache.emplace_back(RequestSeries{status, std::string(route), std::string(method),
+                                               &impl_->requests.Add(labels),
+                                               &impl_->latency.Add(labels, Impl::buckets())});
   }
-  it->second.count->Increment();
-  it->second.latency->Observe(seconds);
+  series->count->Increment();
+  series->latency->Observe(seconds);
 }
 
 void Metrics::count_draw(std::string_view outcome) {
@@ -112,12 +121,15 @@ std::string Metrics::render(const ScrapeInput& in) {
     set("open_connections", static_cast<double>(in.server.open_connections));
     set("accepted_connections", static_cast<double>(in.server.accepted_connections));
     set("refused_connections", static_cast<double>(in.server.refused_connections));
+    set("refused_per_address_connections", static_cast<double>(in.server.refused_per_address));
+    set("write_timeouts", static_cast<double>(in.server.write_timeouts));
     set("read_timeouts", static_cast<double>(in.server.read_timeouts));
     set("idle_timeouts", static_cast<double>(in.server.idle_timeouts));
     set("in_flight_requests", static_cast<double>(in.server.in_flight_requests));
     set("bad_requests", static_cast<double>(in.server.bad_requests));
     set("io_threads", in.io_threads);
     set("in_flight_draws", static_cast<double>(in.store.in_flight_draws));
+    set("draws_shed", static_cast<double>(in.store.draws_shed));
     set("idempotency_entries", static_cast<double>(in.store.idempotency_entries));
     set("idempotency_evicted_early", static_cast<double>(in.store.idempotency_evicted_early));
     set("live_tokens", static_cast<double>(in.store.live_tokens));

@@ -20,22 +20,25 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return parts;
 }
 
-bool matches(std::string_view pattern, const std::vector<std::string_view>& parts,
+// `wanted` is a pattern split once (see split_patterns); params are decoded
+// only for a route that matches.
+bool matches(const std::vector<std::string_view>& wanted, const std::vector<std::string_view>& parts,
              std::vector<std::string>* params) {
-  const auto wanted = split_path(pattern);
   if (wanted.size() != parts.size()) return false;
-  std::vector<std::string> found;
   for (std::size_t i = 0; i < wanted.size(); ++i) {
-    if (wanted[i].size() > 1 && wanted[i].front() == '{') {
-      if (parts[i].empty()) return false;
-      found.push_back(http::percent_decode(parts[i]));
-    } else if (wanted[i] != parts[i]) {
-      return false;
+    const bool is_param = wanted[i].size() > 1 && wanted[i].front() == '{';
+    if (is_param ? parts[i].empty() : wanted[i] != parts[i]) return false;
+  }
+  if (params) {
+    params->clear();
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+      if (wanted[i].size() > 1 && wanted[i].front() == '{') params->push_back(http::percent_decode(parts[i]));
     }
   }
-  if (params) *params = std::move(found);
   return true;
 }
+
+const std::vector<std::vector<std::string_view>>& split_patterns();
 
 }  // namespace
 
@@ -61,9 +64,12 @@ const std::vector<Route>& routes() {
 RouteMatch match_route(std::string_view method, std::string_view path) {
   RouteMatch result;
   const auto parts = split_path(path);
-  for (const Route& route : routes()) {
-    std::vector<std::string> params;
-    if (!matches(route.pattern, parts, &params)) continue;
+  const auto& table = routes();
+  const auto& patterns = split_patterns();
+  std::vector<std::string> params;
+  for (std::size_t r = 0; r < table.size(); ++r) {
+    const Route& route = table[r];
+    if (!matches(patterns[r], parts, &params)) continue;
     result.admin_path = result.admin_path || route.admin;
     if (!result.allow.empty()) result.allow += ", ";
     result.allow += route.method;
@@ -79,5 +85,17 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
   }
   return result;
 }
+
+namespace {
+// The route table's patterns, split once: matching runs on every request.
+const std::vector<std::vector<std::string_view>>& split_patterns() {
+  static const std::vector<std::vector<std::string_view>> patterns = [] {
+    std::vector<std::vector<std::string_view>> out;
+    for (const Route& route : routes()) out.push_back(split_path(route.pattern));
+    return out;
+  }();
+  return patterns;
+}
+}  // namespace
 
 }  // namespace fairdraw::app

@@ -2,10 +2,10 @@
 #include "fairdraw/app/service.hpp"
 
 #include <algorithm>
-#include <charconv>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -18,6 +18,7 @@
 #include "fairdraw/engine/draw_engine.hpp"
 #include "fairdraw/entropy.hpp"
 #include "fairdraw/http/server.hpp"
+#include "fairdraw/redis/read_through_sink.hpp"
 #include "fairdraw/redis/redis_store.hpp"
 #include "fairdraw/redis/stream_worker.hpp"
 #include "fairdraw/redis/url.hpp"
@@ -31,6 +32,10 @@
 #pragma GCC diagnostic pop
 
 namespace fairdraw::app {
+
+namespace {
+class DatabaseMirror;
+}  // namespace
 
 struct Service::Impl {
   Config config;
@@ -57,6 +62,11 @@ struct Service::Impl {
   std::vector<std::thread> redis_threads;
   std::unique_ptr<redis::RedisStore> redis_store;
   std::unique_ptr<redis::StreamWorker> worker;
+  // Clustered: the sink the API reads through (PostgreSQL, plus draws not yet persisted).
+  std::unique_ptr<Sink> read_sink;
+  // Clustered: activities and epochs copied to PostgreSQL; the store that tells it of changes.
+  std::shared_ptr<DatabaseMirror> mirror;
+  std::unique_ptr<Store> mirroring_store;
 
   ~Impl() { stop_clustered(); }
 
@@ -263,26 +273,196 @@ Status build_embedded(Service::Impl& s, double& recover_seconds) {
   return ok_status();
 }
 
-// Clustered-mode settings not yet in the config file's field table (src/app/config.cpp): the
-// defaults below, overridable by these environment variables (named as the config fields
-// `stream.claim_idle_ms` and `stream.batch` would be).
-constexpr std::int64_t kDefaultClaimIdleMs = 30'000;
-constexpr std::int64_t kDefaultStreamBatch = 512;
 constexpr unsigned kRedisThreads = 2;
 
-Result<std::int64_t> env_int(const char* name, std::string_view field, std::int64_t fallback,
-                             std::int64_t min, std::int64_t max) {
-  const char* raw = std::getenv(name);
-  if (raw == nullptr || *raw == '\0') return fallback;
-  const std::string_view text(raw);
-  std::int64_t value = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || ptr != text.data() + text.size() || value < min || value > max) {
-    return make_error(ErrorKind::invalid_request, std::string(field) + ": must be an integer in " +
-                                                      std::to_string(min) + ".." + std::to_string(max));
+// Clustered mode's audit trail (GET /activities/{id}/draws) reads PostgreSQL, which the stream
+// worker fills a few milliseconds after each 200. So that a page shows every draw acknowledged
+// before it was asked for (as in embedded mode, where a 200 follows the commit), a short page
+// waits, bounded by kAuditCatchUp, until PostgreSQL holds the seqs the store had taken when the
+// read began; past the bound (worker behind, PostgreSQL down) it answers what is there.
+// Everything else goes straight to the wrapped sink.
+class AuditCatchUpSink final : public Sink {
+ public:
+  static constexpr auto kAuditCatchUp = std::chrono::milliseconds(1000);
+  static constexpr auto kPoll = std::chrono::milliseconds(5);
+
+  AuditCatchUpSink(std::unique_ptr<Sink> inner, Store& store, const Clock& clock)
+      : inner_(std::move(inner)), store_(store), clock_(clock) {}
+
+  Result<DrawPage> activity_draws(std::string_view activity_id, std::int64_t after_seq,
+                                  std::size_t limit) override {
+    auto page = inner_->activity_draws(activity_id, after_seq, limit);
+    if (!page.ok() || (page->items.size() >= limit && page->next)) return page;
+    auto view = store_.get_activity(std::string(activity_id), clock_.now_ms());
+    if (!view.ok()) return page;
+    // Complete: it shows every seq up to the store's newest, or it is full and says more follow.
+    const std::int64_t newest = view->draws - 1;
+    auto complete = [&](const DrawPage& p) {
+      if (newest <= after_seq) return true;
+      if (p.items.empty()) return false;
+      return p.items.back().seq >= newest || (p.items.size() >= limit && p.next.has_value());
+    };
+    const auto deadline = std::chrono::steady_clock::now() + kAuditCatchUp;
+    while (!complete(*page) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(kPoll);
+      page = inner_->activity_draws(activity_id, after_seq, limit);
+      if (!page.ok()) return page;
+    }
+    return page;
   }
-  return value;
-}
+
+  void append(DrawRecord record, Ack ack) override { inner_->append(std::move(record), std::move(ack)); }
+  void flush_and_stop() override { inner_->flush_and_stop(); }
+  bool healthy() const override { return inner_->healthy(); }
+  SinkStats stats() const override { return inner_->stats(); }
+  Result<std::optional<DrawRecord>> find_draw(std::string_view draw_id) override {
+    return inner_->find_draw(draw_id);
+  }
+  Result<std::optional<DrawRecord>> find_by_idempotency_key(std::string_view activity_id,
+                                                            std::string_view key) override {
+    return inner_->find_by_idempotency_key(activity_id, key);
+  }
+  Result<DrawPage> user_draws(std::string_view user_id, std::optional<std::string_view> activity_id,
+                              std::optional<std::string_view> cursor, std::size_t limit) override {
+    return inner_->user_draws(user_id, activity_id, cursor, limit);
+  }
+  Result<std::vector<DrawRecord>> draws_since(std::string_view activity_id, std::int64_t since_ms,
+                                              std::size_t limit) override {
+    return inner_->draws_since(activity_id, since_ms, limit);
+  }
+  Result<std::vector<std::pair<std::string, std::int64_t>>> user_counts_since(
+      std::string_view activity_id, std::int64_t since_ms) override {
+    return inner_->user_counts_since(activity_id, since_ms);
+  }
+  Status save_activity(const StoredActivity& activity) override { return inner_->save_activity(activity); }
+  Result<std::vector<StoredActivity>> load_activities() override { return inner_->load_activities(); }
+  Status save_epoch(const EpochRecord& epoch) override { return inner_->save_epoch(epoch); }
+  Result<std::vector<EpochRecord>> load_epochs(std::string_view activity_id) override {
+    return inner_->load_epochs(activity_id);
+  }
+  Result<ActivityTotals> load_totals(std::string_view activity_id) override {
+    return inner_->load_totals(activity_id);
+  }
+
+ private:
+  std::unique_ptr<Sink> inner_;
+  Store& store_;
+  const Clock& clock_;
+};
+
+// Clustered mode: PostgreSQL gets a copy of what Redis holds of activities and epochs, so an
+// auditor can check every draw from PostgreSQL alone (DESIGN.md section 6): each activity as
+// the admin left it (`activities`, plus one `activity_changes` row per change) and each epoch
+// as the public sees it (its commitment from the start, its seed once revealed: the secret
+// seed of a running epoch stays in Redis). One pass a second on the scheduler, so a record is
+// in PostgreSQL about a second after Redis has it; a write that fails is retried next pass.
+class DatabaseMirror {
+ public:
+  static constexpr std::int64_t kRefreshEpochsMs = 5000;
+
+  DatabaseMirror(PgSink& pg, Store& store, const Clock& clock) : pg_(pg), store_(store), clock_(clock) {}
+
+  // The scheduler's pass over every activity.
+  void pass() {
+    std::lock_guard lock(mutex_);
+    const std::int64_t now = clock_.now_ms();
+    for (const ActivityView& a : store_.list_activities(now)) sync(a, now);
+  }
+
+  // Right after an admin change (MirroringStore), so that each change gets its own row.
+  void activity_changed(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    const std::int64_t now = clock_.now_ms();
+    if (auto a = store_.get_activity(id, now); a.ok()) sync(*a, now);
+  }
+
+ private:
+  struct SeenEpoch {
+    bool saved = false;
+    bool revealed = false;
+    std::optional<std::int64_t> first_seq;
+  };
+  struct Seen {
+    std::string config;
+    bool ended = false;
+    std::int64_t created_at_ms = 0;
+    std::int64_t draws = -1;
+    std::int64_t epochs_at_ms = 0;
+    std::map<std::int64_t, SeenEpoch> epochs;
+  };
+
+  void sync(const ActivityView& a, std::int64_t now) {
+    Seen& seen = seen_[a.id];
+    const std::string config = activity_config_json(a.config).dump();
+    // Ended by the admin (DELETE), not by its window closing.
+    const bool ended = a.status == ActivityStatus::ended && !(a.config.ends_at_ms && *a.config.ends_at_ms <= now);
+    if (config != seen.config || ended != seen.ended) {
+      const StoredActivity stored{a.id, config, ended, seen.created_at_ms != 0 ? seen.created_at_ms : now, now};
+      if (!pg_.save_activity(stored).ok() || !pg_.save_activity_change(stored).ok()) return;
+      seen.config = config;
+      seen.ended = ended;
+      seen.created_at_ms = stored.created_at_ms;
+      seen.draws = -1;  // a change may end an epoch and start another
+    }
+    // Epochs change with draws (filled, prepared ahead) and admin changes; an epoch prepared
+    // while no draw happens is picked up by the periodic refresh.
+    if (a.draws == seen.draws && now - seen.epochs_at_ms < kRefreshEpochsMs) return;
+    auto epochs = store_.fairness(a.id);
+    if (!epochs.ok()) return;
+    for (const EpochView& e : *epochs) {
+      SeenEpoch& done = seen.epochs[e.record.epoch];
+      if (done.saved && done.revealed == e.revealed && done.first_seq == e.first_seq) continue;
+      EpochRecord record = e.record;
+      record.first_seq = e.first_seq;
+      if (e.revealed && !record.revealed_at_ms) record.revealed_at_ms = now;
+      if (!pg_.save_public_epoch(record, e.revealed).ok()) return;
+      done = {true, e.revealed, e.first_seq};
+    }
+    seen.draws = a.draws;
+    seen.epochs_at_ms = now;
+  }
+
+  PgSink& pg_;
+  Store& store_;
+  const Clock& clock_;
+  std::mutex mutex_;
+  std::map<std::string, Seen> seen_;  // what PostgreSQL has, by activity
+};
+
+// The clustered Store as the API and the scheduler see it: RedisStore, plus the mirror told
+// of every admin change as it succeeds (the change is in PostgreSQL before its 200, unless
+// PostgreSQL is down: then the next pass writes the state as it is by then).
+class MirroringStore final : public Store {
+ public:
+  MirroringStore(Store& inner, DatabaseMirror& mirror) : inner_(inner), mirror_(mirror) {}
+
+  Result<bool> put_activity(const std::string& id, ActivityConfig config, std::int64_t now_ms) override {
+    auto put = inner_.put_activity(id, std::move(config), now_ms);
+    if (put.ok()) mirror_.activity_changed(id);
+    return put;
+  }
+  Status end_activity(const std::string& id, std::int64_t now_ms) override {
+    auto ended = inner_.end_activity(id, now_ms);
+    if (ended.ok()) mirror_.activity_changed(id);
+    return ended;
+  }
+
+  void draw(DrawCommand command, DrawCallback done) override { inner_.draw(std::move(command), std::move(done)); }
+  Result<ActivityView> get_activity(const std::string& id, std::int64_t now_ms) override {
+    return inner_.get_activity(id, now_ms);
+  }
+  std::vector<ActivityView> list_activities(std::int64_t now_ms) override { return inner_.list_activities(now_ms); }
+  Result<std::vector<EpochView>> fairness(const std::string& id) override { return inner_.fairness(id); }
+  Result<IssuedToken> issue_token(std::int64_t now_ms) override { return inner_.issue_token(now_ms); }
+  void prepare_epochs() override { inner_.prepare_epochs(); }
+  void expire(std::int64_t now_ms) override { inner_.expire(now_ms); }
+  bool ready() const override { return inner_.ready(); }
+  StoreStats stats() const override { return inner_.stats(); }
+
+ private:
+  Store& inner_;
+  DatabaseMirror& mirror_;
+};
 
 // postgresql://user:secret@host:port/db?… -> postgresql://host:port/db, for logs.
 std::string loggable_url(const std::string& url) {
@@ -304,11 +484,6 @@ Status build_clustered(Service::Impl& s) {
     return make_error(ErrorKind::invalid_request,
                       "database.url: clustered mode (redis.url set) needs a postgresql:// URL");
   }
-  auto claim_idle_ms = env_int("FAIRDRAW_STREAM_CLAIM_IDLE_MS", "stream.claim_idle_ms",
-                               kDefaultClaimIdleMs, 100, 86'400'000);
-  if (!claim_idle_ms.ok()) return claim_idle_ms.error();
-  auto batch = env_int("FAIRDRAW_STREAM_BATCH", "stream.batch", kDefaultStreamBatch, 1, 100'000);
-  if (!batch.ok()) return batch.error();
 
   PgSinkOptions sink_options;
   sink_options.url = c.database.url;
@@ -338,14 +513,20 @@ Status build_clustered(Service::Impl& s) {
   s.redis_store = std::make_unique<redis::RedisStore>(*s.redis_io, std::move(store_options), s.clock,
                                                       s.entropy);
   s.store = s.redis_store.get();
+  s.read_sink = std::make_unique<redis::ReadThroughSink>(*s.sink, *s.redis_store);
+  s.read_sink = std::make_unique<AuditCatchUpSink>(std::move(s.read_sink), *s.store, s.clock);
+  s.mirror = std::make_shared<DatabaseMirror>(static_cast<PgSink&>(*s.sink), *s.redis_store, s.clock);
+  s.mirroring_store = std::make_unique<MirroringStore>(*s.redis_store, *s.mirror);
+  s.store = s.mirroring_store.get();
+  s.scheduler.add("mirror_to_database", std::chrono::milliseconds(1000), [m = s.mirror.get()] { m->pass(); });
 
   redis::StreamWorkerOptions worker_options;
   worker_options.redis = redis::make_redis_options(url.value());
   worker_options.consumer = redis::default_consumer_name();
-  worker_options.batch = static_cast<std::size_t>(batch.value());
+  worker_options.batch = static_cast<std::size_t>(c.redis_stream_batch);
   worker_options.max_round = std::max<std::size_t>(worker_options.batch, std::min<std::size_t>(
       8192, std::max<std::size_t>(1, c.database.max_queue / 2)));
-  worker_options.claim_idle = std::chrono::milliseconds(claim_idle_ms.value());
+  worker_options.claim_idle = std::chrono::milliseconds(c.redis_claim_idle_ms);
   worker_options.claim_interval =
       std::min(std::chrono::milliseconds(5000), std::max(worker_options.claim_idle / 2,
                                                          std::chrono::milliseconds(100)));
@@ -358,7 +539,7 @@ Status build_clustered(Service::Impl& s) {
     }
   };
   log::info("stream worker configured", {{"consumer", worker_options.consumer},
-                                          {"claim_idle_ms", claim_idle_ms.value()},
+                                          {"claim_idle_ms", c.redis_claim_idle_ms},
                                           {"batch", worker_options.batch}});
   s.worker = std::make_unique<redis::StreamWorker>(std::move(worker_options), *s.sink);
   return ok_status();
@@ -406,11 +587,13 @@ Result<std::unique_ptr<Service>> Service::create(Config config) {
   server_options.read_timeout = std::chrono::milliseconds(c.http.read_timeout_ms);
   server_options.idle_timeout = std::chrono::milliseconds(c.http.idle_timeout_ms);
   server_options.shutdown_grace = std::chrono::milliseconds(c.http.shutdown_grace_ms);
+  server_options.write_timeout = std::chrono::milliseconds(c.http.write_timeout_ms);
+  server_options.max_connections_per_address = c.http.max_connections_per_address;
 
   if (auto guards = build_guards(s); !guards.ok()) return guards.error();
 
   Impl* impl = &s;
-  ApiContext api_context{*s.store, *s.sink, s.clock, s.metrics, s.config,
+  ApiContext api_context{*s.store, s.read_sink ? *s.read_sink : *s.sink, s.clock, s.metrics, s.config,
                          [impl](std::function<void()> fn) { impl->server->post(std::move(fn)); },
                          [impl] { return impl->render_metrics(); }};
   api_context.user_limiter = s.user_limiter.get();

@@ -14,9 +14,11 @@ namespace {
 
 constexpr std::size_t kShardCount = 64;
 
-std::string make_scope_key(std::string_view activity_id, std::string_view key) {
-  std::string scope;
-  scope.reserve(activity_id.size() + 1 + key.size());
+// The scope key is built in a per-thread buffer for the lookup; only an entry
+// that is created gets its own copy.
+std::string_view make_scope_key(std::string_view activity_id, std::string_view key) {
+  thread_local std::string scope;
+  scope.clear();
   scope.append(activity_id).push_back('\n');
   scope.append(key);
   return scope;
@@ -43,7 +45,9 @@ IdempotencyTable::Claim classify(const std::shared_ptr<IdemEntry>& entry, std::u
 
 struct IdempotencyTable::Shard {
   std::mutex mutex;
-  std::unordered_map<std::string, std::shared_ptr<IdemEntry>> entries;  // guarded by mutex
+  // Keys view the entries' own scope_key: an entry is erased from the map
+  // before it can be destroyed (the map holds a reference to it).
+  std::unordered_map<std::string_view, std::shared_ptr<IdemEntry>> entries;  // guarded by mutex
 };
 
 IdempotencyTable::IdempotencyTable(std::size_t capacity, std::int64_t ttl_ms)
@@ -60,7 +64,7 @@ IdempotencyTable::Shard& IdempotencyTable::shard_for(std::string_view scope_key)
 
 IdempotencyTable::Claim IdempotencyTable::claim(std::string_view activity_id, std::string_view key,
                                                 std::uint64_t fingerprint, std::int64_t now_ms) {
-  std::string scope = make_scope_key(activity_id, key);
+  const std::string_view scope = make_scope_key(activity_id, key);
   Shard& shard = shard_for(scope);
   std::shared_ptr<IdemEntry> entry;
   {
@@ -73,7 +77,7 @@ IdempotencyTable::Claim IdempotencyTable::claim(std::string_view activity_id, st
     entry->fingerprint = fingerprint;
     entry->created_ms = now_ms;
     entry->state.store(IdemState::drawing, std::memory_order_relaxed);
-    shard.entries.emplace(std::move(scope), entry);
+    shard.entries.emplace(entry->scope_key, entry);
     size_.fetch_add(1, std::memory_order_relaxed);
   }
   // Published in the map first: a duplicate arriving now sees Drawing and gets in_flight.
@@ -98,17 +102,16 @@ void IdempotencyTable::release(const std::shared_ptr<IdemEntry>& entry) {
 }
 
 void IdempotencyTable::restore(const DrawRecord& record, std::uint64_t fingerprint) {
-  std::string scope = make_scope_key(record.activity_id, record.idempotency_key);
   auto entry = std::make_shared<IdemEntry>();
-  entry->scope_key = scope;
+  entry->scope_key = make_scope_key(record.activity_id, record.idempotency_key);
   entry->fingerprint = fingerprint;
   entry->created_ms = record.drawn_at_ms;
   entry->result = record;
   entry->state.store(IdemState::done, std::memory_order_relaxed);
   {
-    Shard& shard = shard_for(scope);
+    Shard& shard = shard_for(entry->scope_key);
     std::lock_guard lock(shard.mutex);
-    if (!shard.entries.emplace(std::move(scope), entry).second) return;
+    if (!shard.entries.emplace(entry->scope_key, entry).second) return;
     size_.fetch_add(1, std::memory_order_relaxed);
   }
   {

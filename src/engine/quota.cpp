@@ -25,19 +25,19 @@ QuotaBook::QuotaBook() {
 QuotaBook::Counter& QuotaBook::counter(std::string_view user_id) {
   Shard& shard = *shards_[std::hash<std::string_view>{}(user_id) % kShards];
   std::lock_guard lock(shard.mutex);
-  auto it = shard.users.find(std::string(user_id));
+  auto it = shard.users.find(user_id);
   if (it == shard.users.end()) {
-    it = shard.users.emplace(std::string(user_id), std::make_unique<Counter>()).first;
+    it = shard.users.try_emplace(std::string(user_id)).first;
   }
   // Counters are never erased, so the reference outlives the lock.
-  return *it->second;
+  return it->second;
 }
 
 const QuotaBook::Counter* QuotaBook::find(std::string_view user_id) const {
   const Shard& shard = *shards_[std::hash<std::string_view>{}(user_id) % kShards];
   std::lock_guard lock(shard.mutex);
-  auto it = shard.users.find(std::string(user_id));
-  return it == shard.users.end() ? nullptr : it->second.get();
+  auto it = shard.users.find(user_id);
+  return it == shard.users.end() ? nullptr : &it->second;
 }
 
 bool QuotaBook::take(std::string_view user_id, std::int64_t day, const Limits& limits) {

@@ -3,6 +3,8 @@
 #include "fairdraw/http/server.hpp"
 
 #include <algorithm>
+#include <array>
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <limits>
@@ -29,7 +31,6 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -55,9 +56,12 @@ constexpr std::chrono::milliseconds kShutdownLingerTime{200};
 constexpr std::size_t kLingerBytes = 1 << 20;
 constexpr std::chrono::milliseconds kAcceptBackoff{50};
 constexpr std::size_t kReadChunk = 16384;
+constexpr std::size_t kKeptBodyCapacity = 4096;
+constexpr unsigned kMaxSyncNesting = 8;
 
 // splitmix64: request ids only need to be unique-ish and cheap, not secret.
-std::string generate_request_id() {
+// Writes into `id`, reusing its capacity (16 chars do not fit the small-string buffer).
+void generate_request_id(std::string& id) {
   thread_local std::uint64_t state = [] {
     std::random_device rd;
     return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
@@ -67,11 +71,16 @@ std::string generate_request_id() {
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   z ^= z >> 31;
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(16, '0');
+  id.resize(16);
   for (int i = 15; i >= 0; --i) {
     id[static_cast<std::size_t>(i)] = kHex[z & 0xF];
     z >>= 4;
   }
+}
+
+std::string generate_request_id() {
+  std::string id;
+  generate_request_id(id);
   return id;
 }
 
@@ -154,6 +163,7 @@ struct Counters {
   std::atomic<std::uint64_t> open_connections{0};
   std::atomic<std::uint64_t> accepted_connections{0};
   std::atomic<std::uint64_t> refused_connections{0};
+  std::atomic<std::uint64_t> refused_per_address{0};
   std::atomic<std::uint64_t> read_timeouts{0};
   std::atomic<std::uint64_t> idle_timeouts{0};
   std::atomic<std::uint64_t> write_timeouts{0};
@@ -169,6 +179,33 @@ void bump(std::atomic<std::uint64_t>& c) { c.fetch_add(1, std::memory_order_rela
 class Session;
 class RepeatingTimer;
 
+// A session's socket and timer name their strand's type: behind the generic
+// any_io_executor, every asynchronous operation copied the executor into a
+// heap-allocated box (two or three allocations per request).
+using Strand = net::strand<net::io_context::executor_type>;
+using StrandSocket = net::basic_stream_socket<tcp, Strand>;
+using StrandTimer = net::basic_waitable_timer<steady_clock, net::wait_traits<steady_clock>, Strand>;
+
+// The strand the acceptor gave the socket (a new one if it gave something else).
+Strand strand_of(net::io_context& io, tcp::socket& socket) {
+  const net::any_io_executor executor = socket.get_executor();
+  if (const auto* strand = executor.target<Strand>()) return *strand;
+  return net::make_strand(io);
+}
+
+// Moves an accepted socket's descriptor under the typed strand.
+StrandSocket adopt(const Strand& strand, tcp::socket& socket) {
+  error_code ec;
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (ec) return StrandSocket(strand);  // already dead: the first read fails and closes
+  const auto fd = socket.release(ec);
+  if (ec) return StrandSocket(strand);
+  return StrandSocket(strand, protocol, fd);
+}
+
+// The session whose Handler call is running on this thread, if any.
+thread_local const Session* tls_handling_session = nullptr;
+
 // Everything the server shares with its sessions and timers.
 struct Core {
   Core(ServerOptions o, Handler h);
@@ -183,6 +220,10 @@ struct Core {
   void on_accept(error_code ec, tcp::socket socket);
   void refuse(tcp::socket& socket);
   void session_gone(Session* s);
+  // Per-address connection cap (max_connections_per_address > 0): claim on
+  // accept, release when the session is destroyed.
+  bool claim_address(const std::string& address);
+  void release_address(const std::string& address);
 
   // Declared before `io` so that they outlive it: handlers destroyed inside
   // ~io_context destroy sessions, whose destructors still report here.
@@ -197,6 +238,8 @@ struct Core {
   std::atomic<bool> stopping{false};
   std::atomic<bool> destroying{false};
   std::atomic<std::uint16_t> bound_port{0};
+  std::mutex per_address_mu;
+  std::unordered_map<std::string, std::size_t> per_address;  // open connections by peer IP, under per_address_mu
   bool listening = false;
 
   net::io_context io;
@@ -219,13 +262,15 @@ enum class Phase { idle, reading, continuing, handling, writing, lingering, clos
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Core& server, tcp::socket socket)
-      : server_(server), executor_(socket.get_executor()), stream_(std::move(socket)), timer_(executor_) {
+      : server_(server), executor_(strand_of(server.io, socket)), socket_(adopt(executor_, socket)), timer_(executor_) {
     bump(server_.counters.open_connections);
     error_code ec;
     // Each response goes out in one write; Nagle would only hold back the
     // next pipelined one until the client's delayed ACK.
-    stream_.socket().set_option(tcp::no_delay(true), ec);
-    const auto ep = stream_.socket().remote_endpoint(ec);
+    socket_.set_option(tcp::no_delay(true), ec);
+    // Responses are first written without waiting (see write_response).
+    socket_.non_blocking(true, ec);
+    const auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_addr_ = ep.address().to_string();
   }
 
@@ -233,6 +278,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // Still waiting on the Handler: the shutdown grace ran out, or the server is being destroyed.
     if (phase_ == Phase::handling) server_.counters.in_flight_requests.fetch_sub(1, std::memory_order_relaxed);
     server_.counters.open_connections.fetch_sub(1, std::memory_order_relaxed);
+    if (!held_address_.empty()) server_.release_address(held_address_);
     server_.session_gone(this);
   }
 
@@ -245,6 +291,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Called by the Responder on any thread; hops onto the strand.
   void post_response(Response response) {
+    // Answered from inside dispatch(), on this strand: dispatch() writes it
+    // when the Handler returns, without a trip through the scheduler.
+    if (tls_handling_session == this) {
+      sync_response_ = std::move(response);
+      return;
+    }
     net::post(executor_, [self = shared_from_this(), r = std::move(response)]() mutable {
       self->on_response(std::move(r));
     });
@@ -261,6 +313,9 @@ class Session : public std::enable_shared_from_this<Session> {
   // while no io thread runs (server destruction).
   void abandon() { self_.reset(); }
 
+  // The peer address this connection counts against; released in ~Session.
+  void hold_address(std::string address) { held_address_ = std::move(address); }
+
  private:
   void begin_request() {
     if (server_.stopping.load()) return close_now();
@@ -273,31 +328,32 @@ class Session : public std::enable_shared_from_this<Session> {
     request_id_.clear();
     if (buffer_.size() > 0) {
       // Pipelined bytes are already here: the request has started arriving.
+      // Its read_timeout starts if it needs another read (read_more).
       phase_ = Phase::reading;
-      arm(server_.options.read_timeout);
+      read_armed_ = false;
       return parse_buffered();
     }
     phase_ = Phase::idle;
     // A new connection gets read_timeout for its whole first request, waiting
     // included; a keep-alive connection waits idle_timeout for the next one.
+    read_armed_ = first_request_;
     arm(first_request_ ? server_.options.read_timeout : server_.options.idle_timeout);
     read_more();
   }
 
   void read_more() {
-    stream_.expires_never();  // our own timer_ governs reads; see on_deadline
+    if (phase_ == Phase::reading) arm_read_deadline();
     const std::size_t size = beast::read_size(buffer_, kReadChunk);
-    stream_.async_read_some(buffer_.prepare(size),
+    socket_.async_read_some(buffer_.prepare(size),
                             [self = shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
   }
 
   void on_read(error_code ec, std::size_t n) {
     buffer_.commit(n);
     if (phase_ == Phase::closed) return;
-    if (n > 0 && phase_ == Phase::idle) {
-      phase_ = Phase::reading;
-      if (!first_request_) arm(server_.options.read_timeout);
-    }
+    // A request has started. Its read_timeout is armed only if it needs
+    // another read: most requests arrive whole in this one.
+    if (n > 0 && phase_ == Phase::idle) phase_ = Phase::reading;
     if (timed_out_) {
       if (phase_ == Phase::idle) {
         bump(server_.counters.idle_timeouts);
@@ -354,7 +410,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Refusals that depend on the whole header, decided before any body is read.
   bool check_header() {
     const auto& h = parser_->get();
-    if (auto id = h["X-Request-Id"]; valid_request_id(id)) request_id_ = std::string(id);
+    if (auto id = h["X-Request-Id"]; valid_request_id(id)) request_id_.assign(id.data(), id.size());
     // Beast refuses Content-Length with chunked, but not with other codings;
     // either way a request framed two ways is a smuggling shape.
     const auto te = h.find(bhttp::field::transfer_encoding);
@@ -383,10 +439,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void send_continue() {
+    arm_read_deadline();  // it covers this small write too
     phase_ = Phase::continuing;
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    stream_.expires_after(server_.options.write_timeout);
-    net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+    net::async_write(socket_, net::buffer(kContinue.data(), kContinue.size()),
                      [self = shared_from_this()](error_code ec, std::size_t) {
                        if (ec || self->phase_ == Phase::closed) return self->close_now();
                        self->phase_ = Phase::reading;
@@ -407,7 +463,7 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
     head_ = msg.method() == bhttp::verb::head;
-    if (request_id_.empty()) request_id_ = generate_request_id();
+    if (request_id_.empty()) generate_request_id(request_id_);
 
     Request req;
     req.method = std::string(msg.method_string());
@@ -447,10 +503,27 @@ class Session : public std::enable_shared_from_this<Session> {
     };
     auto slot = std::make_shared<Slot>(weak_from_this());
     Responder respond = [slot](Response r) { slot->answer(std::move(r)); };
+    tls_handling_session = this;
     try {
       server_.handler(std::move(req), respond);
     } catch (...) {
       respond(problem(500, "internal", "Internal error", "handler failed"));
+    }
+    tls_handling_session = nullptr;
+    if (sync_response_) {
+      Response r = std::move(*sync_response_);
+      sync_response_.reset();
+      // A pipelined request answered synchronously nests the next one in this
+      // call (write, begin_request, parse, dispatch): a long pipeline unwinds
+      // through the scheduler now and then instead of growing the stack.
+      if (sync_nesting_ >= kMaxSyncNesting) {
+        return net::post(executor_, [self = shared_from_this(), r = std::move(r)]() mutable {
+          self->on_response(std::move(r));
+        });
+      }
+      ++sync_nesting_;
+      on_response(std::move(r));
+      --sync_nesting_;  // the caller's completion handler holds a reference: still alive
     }
   }
 
@@ -465,42 +538,81 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void send_problem(int status, std::string_view type, std::string_view title, std::string detail) {
-    if (request_id_.empty()) request_id_ = generate_request_id();
+    if (request_id_.empty()) generate_request_id(request_id_);
     write_response(problem(status, type, title, detail), true);
   }
 
+  // The response is serialised by hand into out_head_, whose capacity stays
+  // with the connection, and written with the body in one gathered write:
+  // Beast's fields and serializer cost an allocation per header and most of
+  // the instructions of a small response. The bytes are the ones Beast wrote
+  // (same order: the handler's headers, Server, X-Request-Id, Content-Length,
+  // Connection; values trimmed; reason phrases from Beast's table).
   void write_response(Response r, bool close) {
     phase_ = Phase::writing;
     disarm();
     close_after_write_ = close;
     int status = r.status;
     if (status < 200 || status > 599) status = 500;  // 1xx would break the framing
-    res_ = {};
-    res_.version(version_);
-    res_.result(static_cast<unsigned>(status));
-    for (auto& [name, value] : r.headers) {
+    std::string& out = out_head_;
+    out.clear();
+    char digits[24];
+    out.append("HTTP/");
+    out.push_back(static_cast<char>('0' + (version_ / 10) % 10));
+    out.push_back('.');
+    out.push_back(static_cast<char>('0' + version_ % 10));
+    out.push_back(' ');
+    out.append(digits, std::to_chars(digits, digits + sizeof digits, status).ptr);
+    out.push_back(' ');
+    const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+    out.append(reason.data(), reason.size());
+    out.append("\r\n");
+    for (const auto& [name, value] : r.headers) {
       if (!is_token(name) || !safe_header_value(value)) continue;
       if (iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "connection") ||
           iequals(name, "x-request-id") || iequals(name, "server")) {
         continue;  // framing and identity are ours
       }
-      res_.insert(name, value);
+      out.append(name).append(": ").append(trim(value)).append("\r\n");
     }
-    res_.set(bhttp::field::server, "fairdraw");
-    res_.set("X-Request-Id", request_id_);
+    out.append("Server: fairdraw\r\nX-Request-Id: ").append(request_id_).append("\r\n");
+    out_body_.clear();
     if (status != 204 && status != 304) {
-      res_.content_length(r.body.size());
-      if (!head_) res_.body() = std::move(r.body);
+      out.append("Content-Length: ");
+      out.append(digits, std::to_chars(digits, digits + sizeof digits, r.body.size()).ptr);
+      out.append("\r\n");
+      if (!head_) out_body_ = std::move(r.body);
     }
-    res_.keep_alive(!close);
-    stream_.expires_after(server_.options.write_timeout);
-    bhttp::async_write(stream_, res_,
-                       [self = shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
+    // As Beast's keep_alive(): 1.1 says only close, 1.0 only keep-alive.
+    if (version_ >= 11 && close) out.append("Connection: close\r\n");
+    if (version_ < 11 && !close) out.append("Connection: keep-alive\r\n");
+    out.append("\r\n");
+    // Nearly every response fits the socket's send buffer: write it now, with
+    // no asynchronous operation and no deadline to arm. Only a remainder waits
+    // for the socket, under write_timeout.
+    error_code ec;
+    const std::size_t total = out_head_.size() + out_body_.size();
+    const std::size_t written =
+        socket_.write_some(std::array<net::const_buffer, 2>{net::buffer(out_head_), net::buffer(out_body_)}, ec);
+    if (!ec && written == total) return on_write({});
+    if (ec && ec != net::error::would_block && ec != net::error::try_again) return on_write(ec);
+    if (!ec) {
+      if (written < out_head_.size()) {
+        out_head_.erase(0, written);
+      } else {
+        out_body_.erase(0, written - out_head_.size());
+        out_head_.clear();
+      }
+    }
+    arm(server_.options.write_timeout);
+    net::async_write(socket_, std::array<net::const_buffer, 2>{net::buffer(out_head_), net::buffer(out_body_)},
+                     [self = shared_from_this()](error_code write_ec, std::size_t) { self->on_write(write_ec); });
   }
 
   void on_write(error_code ec) {
-    res_ = {};
-    if (ec == beast::error::timeout) bump(server_.counters.write_timeouts);
+    // A large body is not kept for the connection's lifetime; a small one keeps its capacity.
+    if (out_body_.capacity() > kKeptBodyCapacity) std::string().swap(out_body_);
+    if (ec && timed_out_ && phase_ == Phase::writing) bump(server_.counters.write_timeouts);
     if (ec || phase_ == Phase::closed) return close_now();
     if (close_after_write_) return linger_close();
     begin_request();
@@ -510,7 +622,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void linger_close() {
     phase_ = Phase::lingering;
     error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return close_now();
     // While shutting down, a client that keeps its end open must not hold up
     // the exit for long; what it sends after our FIN is most likely nothing.
@@ -521,8 +633,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void linger_read() {
     buffer_.consume(buffer_.size());
-    stream_.expires_never();
-    stream_.async_read_some(buffer_.prepare(kReadChunk), [self = shared_from_this()](error_code ec, std::size_t n) {
+    socket_.async_read_some(buffer_.prepare(kReadChunk), [self = shared_from_this()](error_code ec, std::size_t n) {
       self->lingered_ += n;
       if (ec || self->timed_out_ || self->lingered_ > kLingerBytes || self->phase_ == Phase::closed) {
         return self->close_now();
@@ -536,53 +647,82 @@ class Session : public std::enable_shared_from_this<Session> {
     phase_ = Phase::closed;
     disarm();
     error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
   }
 
-  // Read deadlines use a plain timer, not tcp_stream's: tcp_stream closes the
-  // socket on expiry, and a timed-out request must still get its 408. The
-  // timer only cancels the pending read; on_read decides by phase_.
+  // Deadlines (read, idle, write, linger) are one plain timer per connection,
+  // handled lazily: arm() and disarm() only move deadline_, and the timer is
+  // re-armed only when the new deadline is earlier than its pending wait. A
+  // wait that fires early re-arms for deadline_; one that fires while disarmed
+  // ends. So a keep-alive connection costs about one timer wait per timeout
+  // period instead of several timer operations per request. On expiry the
+  // pending socket operation is cancelled; on_read and on_write decide by
+  // phase_ (a timed-out request must still get its 408).
   void arm(std::chrono::milliseconds d) {
     timed_out_ = false;
-    timer_.expires_after(d);
-    timer_.async_wait([weak = weak_from_this()](error_code ec) {
-      if (ec) return;
-      if (auto self = weak.lock()) self->on_deadline();
-    });
+    deadline_ = steady_clock::now() + d;
+    if (!timer_waiting_ || timer_.expiry() > deadline_) start_wait(deadline_);
   }
 
   void disarm() {
     timed_out_ = false;
-    timer_.expires_at(steady_clock::time_point::max());  // cancels the pending wait
+    deadline_ = steady_clock::time_point::max();
+  }
+
+  void arm_read_deadline() {
+    if (read_armed_) return;
+    read_armed_ = true;
+    arm(server_.options.read_timeout);
+  }
+
+  void start_wait(steady_clock::time_point at) {
+    timer_.expires_at(at);  // a pending wait completes as aborted and is ignored
+    timer_waiting_ = true;
+    const std::uint64_t generation = ++timer_generation_;
+    timer_.async_wait([weak = weak_from_this(), generation](error_code ec) {
+      auto self = weak.lock();
+      if (!self || generation != self->timer_generation_) return;  // superseded by a later wait
+      self->timer_waiting_ = false;
+      if (ec) return;
+      self->on_deadline();
+    });
   }
 
   void on_deadline() {
-    // A completion queued before a re-arm or disarm is stale.
-    if (timer_.expiry() > steady_clock::now()) return;
+    if (deadline_ == steady_clock::time_point::max()) return;  // disarmed
+    if (deadline_ > steady_clock::now()) return start_wait(deadline_);
     if (phase_ != Phase::idle && phase_ != Phase::reading && phase_ != Phase::continuing &&
-        phase_ != Phase::lingering) {
+        phase_ != Phase::lingering && phase_ != Phase::writing) {
       return;
     }
     timed_out_ = true;
     error_code ec;
-    stream_.socket().cancel(ec);
+    socket_.cancel(ec);
   }
 
   Core& server_;
-  const net::any_io_executor executor_;  // the connection's strand; never changes, so any thread may post to it
-  beast::tcp_stream stream_;
+  const Strand executor_;  // the connection's strand; never changes, so any thread may post to it
+  StrandSocket socket_;
   beast::flat_buffer buffer_;  // lives as long as the connection: pipelined bytes wait here
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  bhttp::response<bhttp::string_body> res_;
-  net::steady_timer timer_;
+  std::optional<Response> sync_response_;  // answered during dispatch(); see post_response
+  unsigned sync_nesting_ = 0;               // dispatch() frames answering synchronously
+  std::string out_head_;  // status line and headers of the response being written
+  std::string out_body_;  // its body
+  StrandTimer timer_;
+  steady_clock::time_point deadline_ = steady_clock::time_point::max();  // see arm()
+  std::uint64_t timer_generation_ = 0;  // identifies the latest wait
   std::shared_ptr<Session> self_;
   std::string remote_addr_;
+  std::string held_address_;  // counted in Core::per_address; empty when the cap is off
   std::string request_id_;
   std::size_t lingered_ = 0;
   Phase phase_ = Phase::idle;
   unsigned version_ = 11;
   bool timed_out_ = false;
+  bool timer_waiting_ = false;  // a wait of timer_generation_ is pending
+  bool read_armed_ = false;     // this request's read_timeout is running
   bool first_request_ = true;
   bool header_checked_ = false;
   bool keep_alive_ = true;
@@ -726,8 +866,23 @@ void Core::on_accept(error_code ec, tcp::socket socket) {
     refuse(socket);
     return do_accept();
   }
+  // One address may hold at most max_connections_per_address of the slots.
+  std::string claimed;
+  if (options.max_connections_per_address > 0) {
+    error_code peer_ec;
+    const auto peer = socket.remote_endpoint(peer_ec);
+    if (!peer_ec) {
+      claimed = peer.address().to_string();
+      if (!claim_address(claimed)) {
+        bump(counters.refused_per_address);
+        refuse(socket);
+        return do_accept();
+      }
+    }
+  }
   bump(counters.accepted_connections);
   auto session = std::make_shared<Session>(*this, std::move(socket));
+  if (!claimed.empty()) session->hold_address(std::move(claimed));
   {
     std::lock_guard lock(mu);
     sessions.emplace(session.get(), session);
@@ -750,6 +905,21 @@ void Core::refuse(tcp::socket& socket) {
     if (socket.read_some(net::buffer(sink), ec) == 0 || ec) break;
   }
   socket.close(ec);
+}
+
+bool Core::claim_address(const std::string& address) {
+  std::lock_guard lock(per_address_mu);
+  std::size_t& open = per_address[address];
+  if (open >= options.max_connections_per_address) return false;
+  ++open;
+  return true;
+}
+
+void Core::release_address(const std::string& address) {
+  std::lock_guard lock(per_address_mu);
+  const auto it = per_address.find(address);
+  if (it == per_address.end()) return;
+  if (--it->second == 0) per_address.erase(it);
 }
 
 void Core::session_gone(Session* s) {
@@ -876,6 +1046,7 @@ ServerStats Server::stats() const {
   s.open_connections = get(c.open_connections);
   s.accepted_connections = get(c.accepted_connections);
   s.refused_connections = get(c.refused_connections);
+  s.refused_per_address = get(c.refused_per_address);
   s.read_timeouts = get(c.read_timeouts);
   s.idle_timeouts = get(c.idle_timeouts);
   s.write_timeouts = get(c.write_timeouts);

@@ -32,6 +32,7 @@ using Clock = std::chrono::steady_clock;
 using Strand = net::strand<net::io_context::executor_type>;
 
 constexpr std::size_t kReadChunk = 16384;
+constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
 
 struct ReaderDeleter {
   void operator()(redisReader* reader) const { redisReaderFree(reader); }
@@ -64,6 +65,8 @@ RedisReply copy_reply(const redisReply& in) {
   return out;
 }
 
+}  // namespace
+
 Result<std::string> format_command(const std::vector<std::string>& argv) {
   if (argv.empty()) return make_error(ErrorKind::internal, "redis: empty command");
   std::vector<const char*> args;
@@ -81,6 +84,8 @@ Result<std::string> format_command(const std::vector<std::string>& argv) {
   redisFreeCommand(raw);
   return out;
 }
+
+namespace {
 
 // One TCP connection attempt and everything tied to it. Handlers capture the Link as
 // well as the Impl: a dropped link stays alive (its buffers included, which an aborted
@@ -120,10 +125,9 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
     net::post(strand_, [self = shared_from_this()] { self->start_connect(); });
   }
 
-  void post_command(std::string formatted, RedisCallback done) {
-    net::post(strand_, [self = shared_from_this(), formatted = std::move(formatted), done = std::move(done)]() mutable {
-      self->on_command(std::move(formatted), std::move(done));
-    });
+  void post_command(std::string formatted, RedisCallback done, bool asking = false) {
+    net::post(strand_, [self = shared_from_this(), formatted = std::move(formatted), done = std::move(done),
+                        asking]() mutable { self->on_command(std::move(formatted), std::move(done), asking); });
   }
 
   void post_failure(Error error, RedisCallback done) {
@@ -206,7 +210,7 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
     flush();
   }
 
-  void on_command(std::string formatted, RedisCallback done) {
+  void on_command(std::string formatted, RedisCallback done, bool asking) {
     switch (state_) {
       case State::closed:
         return done(unavailable("connection closed"));
@@ -220,7 +224,13 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
     if (pending_.size() >= options_.max_pipeline) {
       return done(unavailable("pipeline full (" + std::to_string(options_.max_pipeline) + " commands)"));
     }
-    pending_.push_back(Pending{std::move(done), Clock::now() + options_.command_timeout});
+    const auto deadline = Clock::now() + options_.command_timeout;
+    if (asking) {
+      // Its +OK (or error) is swallowed: the command's own reply says what happened.
+      pending_.push_back(Pending{[](Result<RedisReply>) {}, deadline});
+      unsent_ += kAsking;
+    }
+    pending_.push_back(Pending{std::move(done), deadline});
     unsent_ += formatted;
     arm_command_timer();
     flush();
@@ -384,6 +394,7 @@ RedisOptions make_redis_options(const RedisUrl& url) {
   options.user = url.user;
   options.password = url.password;
   options.db = url.db;
+  options.seeds = url.nodes;
   return options;
 }
 
@@ -402,6 +413,10 @@ void RedisConnection::command(std::vector<std::string> argv, RedisCallback done)
   auto formatted = format_command(argv);
   if (!formatted) return impl_->post_failure(formatted.error(), std::move(done));
   impl_->post_command(std::move(formatted).value(), std::move(done));
+}
+
+void RedisConnection::command_formatted(std::string formatted, RedisCallback done, bool asking) {
+  impl_->post_command(std::move(formatted), std::move(done), asking);
 }
 
 void RedisConnection::close() { impl_->close(); }

@@ -190,6 +190,36 @@ Result<DrawRecord> parse_record(const RedisReply& reply, const DrawCommand& comm
   return rec;
 }
 
+// A draw as its stream entry holds it ({field, value, ...}, as the draw script wrote it).
+std::optional<DrawRecord> record_from_stream(const RedisReply& fields) {
+  if (!fields.is_array()) return std::nullopt;
+  DrawRecord rec;
+  bool complete = true;
+  int numbers = 0;
+  auto number = [&](const std::string& value) {
+    const auto n = to_int(value);
+    if (!n) complete = false;
+    ++numbers;
+    return n.value_or(0);
+  };
+  for_each_pair(fields, 0, [&](std::string_view name, const std::string& value) {
+    if (name == "draw_id") rec.draw_id = value;
+    else if (name == "activity_id") rec.activity_id = value;
+    else if (name == "idempotency_key") rec.idempotency_key = value;
+    else if (name == "user_id") rec.user_id = value;
+    else if (name == "seq") rec.seq = number(value);
+    else if (name == "epoch") rec.epoch = number(value);
+    else if (name == "slot") rec.slot = number(value);
+    else if (name == "drawn_at_ms") rec.drawn_at_ms = number(value);
+    else if (name == "candidate_id") rec.candidate_id = value;
+    else if (name == "prize_id") rec.prize_id = value;
+    else if (name == "prize_name") rec.prize_name = value;
+    else if (name == "won") rec.won = value == "1";
+  });
+  if (!complete || numbers != 4 || rec.draw_id.empty() || rec.activity_id.empty()) return std::nullopt;
+  return rec;
+}
+
 // The decoded config of one activity at one version, as this instance last read it.
 struct CachedActivity {
   std::string id;
@@ -208,7 +238,6 @@ struct DrawOp {
   DrawCommand command;
   DrawCallback done;
   std::string draw_id;
-  std::shared_ptr<RedisConnection> connection;
   enum class Token { not_required, taken, missing } token = Token::not_required;
   std::int64_t token_expires_at_ms = 0;
   int attempts = 0;
@@ -228,12 +257,10 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
         store_deck_script(scripts::kStoreDeck),
         read_script(scripts::kReadActivity),
         chain_script(scripts::kChainState),
-        fairness_script(scripts::kFairness) {
-    const std::size_t n = std::max<std::size_t>(1, options.draw_connections);
-    for (std::size_t i = 0; i < n; ++i) {
-      draw_connections.push_back(RedisConnection::create(io, options.redis));
-    }
-    admin = RedisConnection::create(io, options.redis);
+        fairness_script(scripts::kFairness),
+        find_unpersisted_script(scripts::kFindUnpersisted) {
+    draws = RedisRouter::create(io, options.redis, std::max<std::size_t>(1, options.draw_connections));
+    admin = RedisRouter::create(io, options.redis, 1);
     const auto round_trip = options.redis.connect_timeout + options.redis.command_timeout;
     // Only a safety net: every callback of the connection runs within its own timeouts,
     // unless the io_context is not being run at all.
@@ -243,9 +270,8 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
   RedisStoreOptions options;
   Clock& clock;  // not read today: every call brings its own now_ms
   Entropy& entropy;
-  std::vector<std::shared_ptr<RedisConnection>> draw_connections;
-  std::shared_ptr<RedisConnection> admin;
-  std::atomic<std::size_t> next_connection{0};
+  std::shared_ptr<RedisRouter> draws;  // the draw path
+  std::shared_ptr<RedisRouter> admin;  // everything else
   std::chrono::milliseconds sync_limit{};
 
   const RedisScript draw_script;
@@ -256,6 +282,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
   const RedisScript read_script;
   const RedisScript chain_script;
   const RedisScript fairness_script;
+  const RedisScript find_unpersisted_script;
 
   std::mutex cache_mutex;
   std::unordered_map<std::string, ActivityPtr> cache;  // guarded by cache_mutex
@@ -268,6 +295,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
   std::unordered_map<std::string, std::int64_t> ensured_through;
 
   std::atomic<std::uint64_t> in_flight{0};
+  std::atomic<std::uint64_t> shed{0};
   std::atomic<std::uint64_t> epochs_prepared{0};
   std::atomic<std::uint64_t> epochs_built_on_draw_path{0};
   std::atomic<bool> healthy{false};
@@ -275,7 +303,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
 
   void close() {
     closed.store(true);
-    for (auto& connection : draw_connections) connection->close();
+    draws->close();
     admin->close();
   }
 
@@ -292,13 +320,16 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     };
   }
 
-  void command(RedisConnection& connection, std::vector<std::string> argv, RedisCallback done) {
-    connection.command(std::move(argv), track(std::move(done)));
+  // Every command the store sends alone has its one key at argv[1] (none: PING).
+  void command(RedisRouter& router, std::vector<std::string> argv, RedisCallback done) {
+    if (argv.size() < 2) return router.command_any(std::move(argv), track(std::move(done)));
+    const std::string key = argv[1];
+    router.command(key, std::move(argv), track(std::move(done)));
   }
 
-  void script(const RedisScript& s, RedisConnection& connection, std::vector<std::string> keys,
+  void script(const RedisScript& s, RedisRouter& router, std::vector<std::string> keys,
               std::vector<std::string> args, RedisCallback done) {
-    s.call(connection, std::move(keys), std::move(args), track(std::move(done)));
+    s.call(router, std::move(keys), std::move(args), track(std::move(done)));
   }
 
   template <class T>
@@ -331,10 +362,6 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
         sync_limit);
   }
 
-  std::shared_ptr<RedisConnection> pick_connection() {
-    const std::size_t i = next_connection.fetch_add(1, std::memory_order_relaxed);
-    return draw_connections[i % draw_connections.size()];
-  }
 
   // ---- The config cache ----------------------------------------------------------------
 
@@ -405,9 +432,9 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     return {"HMGET", prefix_of(id) + "cfg", "json", "version", "ended", "deck_version"};
   }
 
-  void load_config(const std::string& id, RedisConnection& connection,
+  void load_config(const std::string& id, RedisRouter& router,
                    std::function<void(Result<ActivityPtr>)> done) {
-    command(connection, config_argv(id),
+    command(router, config_argv(id),
             [self = shared_from_this(), id, done = std::move(done)](Result<RedisReply> reply) {
               done(self->parse_config_reply(id, reply));
             });
@@ -520,7 +547,13 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
 
   void draw(DrawCommand command_in, DrawCallback done) {
     if (closed.load()) return done(make_error(ErrorKind::unavailable, "redis store closed"));
-    in_flight.fetch_add(1, std::memory_order_relaxed);
+    // Load shedding: past the bound the draw fails at once instead of queueing behind the
+    // others (and their command timeouts) in the pipelines.
+    if (in_flight.fetch_add(1, std::memory_order_relaxed) >= options.max_in_flight_draws) {
+      in_flight.fetch_sub(1, std::memory_order_relaxed);
+      shed.fetch_add(1, std::memory_order_relaxed);
+      return done(make_error(ErrorKind::unavailable, "too many draws in flight to Redis"));
+    }
     auto op = std::make_shared<DrawOp>();
     op->done = [self = shared_from_this(), done = std::move(done)](Result<DrawOutcome> r) {
       self->in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -528,7 +561,6 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     };
     op->draw_id = make_ulid(command_in.now_ms, entropy);
     op->command = std::move(command_in);
-    op->connection = pick_connection();
     with_config(op, [self = shared_from_this(), op](ActivityPtr act) {
       if (!self->options.require_token) return self->run_draw(op, act);
       self->take_token(op, act);
@@ -542,7 +574,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void reload_config(const std::shared_ptr<DrawOp>& op, std::function<void(ActivityPtr)> next) {
-    load_config(op->command.activity_id, *op->connection,
+    load_config(op->command.activity_id, *draws,
                 [self = shared_from_this(), op, next = std::move(next)](Result<ActivityPtr> act) {
                   if (!act.ok()) return self->refuse(op, act.error());
                   next(std::move(act.value()));
@@ -552,7 +584,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
   // Tokens live outside the activity's hash slot, so they are consumed by their own
   // command; the script then only learns whether this request holds a live one.
   void take_token(const std::shared_ptr<DrawOp>& op, ActivityPtr act) {
-    command(*op->connection, {"GETDEL", kTokenPrefix + op->command.idempotency_key},
+    command(*draws, {"GETDEL", kTokenPrefix + op->command.idempotency_key},
             [self = shared_from_this(), op, act](Result<RedisReply> reply) {
               if (!reply.ok()) return op->done(reply.error());
               if (reply->is_error()) return op->done(reply_error(*reply));
@@ -579,10 +611,10 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     const char* token = op->token == DrawOp::Token::not_required ? "0"
                         : op->token == DrawOp::Token::taken      ? "1"
                                                                  : "2";
-    script(draw_script, *op->connection,
+    script(draw_script, *draws,
            {prefix + "cfg", prefix + "seq", prefix + "wins", prefix + "users",
             prefix + "day:" + std::to_string(day), prefix + "idem:" + c.idempotency_key,
-            prefix + "stream", prefix + "chain"},
+            prefix + "stream", prefix + "chain", prefix + "unpersisted", prefix + "unpersisted:u:" + c.user_id},
            {c.user_id, std::to_string(c.now_ms), op->draw_id, act->version, token,
             std::to_string(std::max<std::int64_t>(1, options.idempotency_ttl_ms)), c.activity_id,
             c.idempotency_key, prefix},
@@ -656,7 +688,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
       return op->done(std::move(error));
     }
     op->token = DrawOp::Token::missing;
-    command(*op->connection,
+    command(*draws,
             {"SET", kTokenPrefix + op->command.idempotency_key,
              std::to_string(op->token_expires_at_ms), "PX", std::to_string(left)},
             [op, error = std::move(error)](Result<RedisReply>) mutable { op->done(std::move(error)); });
@@ -891,6 +923,71 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     return token;
   }
 
+  // ---- Draws not yet persisted ---------------------------------------------------------
+
+  // One lookup script per activity, pipelined (each to its master); the records found.
+  Result<std::vector<DrawRecord>> find_unpersisted(const std::vector<std::string>& activities,
+                                                   const std::vector<std::string>& args,
+                                                   const std::string& user) {
+    std::vector<std::future<Result<RedisReply>>> replies;
+    replies.reserve(activities.size());
+    for (const std::string& id : activities) {
+      const std::string prefix = prefix_of(id);
+      std::vector<std::string> keys{prefix + "unpersisted", prefix + "stream"};
+      if (!user.empty()) keys.push_back(prefix + "unpersisted:u:" + user);
+      auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
+      replies.push_back(promise->get_future());
+      script(find_unpersisted_script, *admin, std::move(keys), args,
+             [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
+    }
+    std::vector<DrawRecord> out;
+    for (auto& future : replies) {
+      auto reply = wait(future, sync_limit);
+      if (!reply.ok()) return reply.error();
+      if (reply->is_error()) return reply_error(*reply);
+      for (const RedisReply& fields : reply->elements) {
+        if (auto rec = record_from_stream(fields)) out.push_back(std::move(*rec));
+      }
+    }
+    return out;
+  }
+
+  std::vector<std::string> activity_ids() {
+    std::vector<std::string> ids;
+    auto members = command_sync({"SMEMBERS", kActivitiesKey});
+    if (!members.ok() || !members->is_array()) return ids;
+    for (const auto& m : members->elements) {
+      if (is_valid_id(m.str)) ids.push_back(m.str);
+    }
+    return ids;
+  }
+
+  Result<std::optional<DrawRecord>> find_unpersisted_draw(const std::string& draw_id) {
+    auto found = find_unpersisted(activity_ids(), {"id", draw_id}, "");
+    if (!found.ok()) return found.error();
+    for (DrawRecord& rec : found.value()) {
+      if (rec.draw_id == draw_id) return std::optional<DrawRecord>(std::move(rec));
+    }
+    return std::optional<DrawRecord>();
+  }
+
+  Result<std::vector<DrawRecord>> unpersisted_user_draws(const std::string& user_id,
+                                                         const std::optional<std::string>& activity_id,
+                                                         std::size_t limit) {
+    if (user_id.empty() || limit == 0) return std::vector<DrawRecord>{};
+    std::vector<std::string> ids;
+    if (activity_id) {
+      if (is_valid_id(*activity_id)) ids.push_back(*activity_id);
+    } else {
+      ids = activity_ids();
+    }
+    auto found = find_unpersisted(ids, {"user", std::to_string(limit)}, user_id);
+    if (!found.ok()) return found.error();
+    std::vector<DrawRecord>& records = found.value();
+    std::erase_if(records, [&](const DrawRecord& r) { return r.user_id != user_id; });
+    return std::move(records);
+  }
+
   // ---- Preparation --------------------------------------------------------------------
 
   // Keeps the decks of the next few epochs of the activity's chain ready and verified.
@@ -1010,9 +1107,24 @@ bool RedisStore::ready() const {
   return !impl_->closed.load() && impl_->healthy.load(std::memory_order_relaxed);
 }
 
+Result<std::optional<DrawRecord>> RedisStore::find_unpersisted_draw(const std::string& draw_id) {
+  return impl_->find_unpersisted_draw(draw_id);
+}
+
+Result<std::vector<DrawRecord>> RedisStore::unpersisted_user_draws(const std::string& user_id,
+                                                                    const std::optional<std::string>& activity_id,
+                                                                    std::size_t limit) {
+  return impl_->unpersisted_user_draws(user_id, activity_id, limit);
+}
+
+std::uint64_t RedisStore::draws_shed() const { return impl_->shed.load(std::memory_order_relaxed); }
+
+RedisRouterStats RedisStore::router_stats() const { return impl_->draws->stats(); }
+
 StoreStats RedisStore::stats() const {
   StoreStats s;
   s.in_flight_draws = impl_->in_flight.load(std::memory_order_relaxed);
+  s.draws_shed = impl_->shed.load(std::memory_order_relaxed);
   s.epochs_prepared = impl_->epochs_prepared.load(std::memory_order_relaxed);
   s.epochs_built_on_draw_path = impl_->epochs_built_on_draw_path.load(std::memory_order_relaxed);
   return s;

@@ -7,7 +7,9 @@
 namespace fairdraw::redis::scripts {
 
 // One draw.
-// KEYS: 1 cfg, 2 seq, 3 wins, 4 users, 5 day:<local day>, 6 idem:<key>, 7 stream, 8 chain
+// KEYS: 1 cfg, 2 seq, 3 wins, 4 users, 5 day:<local day>, 6 idem:<key>, 7 stream, 8 chain,
+//       9 unpersisted, 10 unpersisted:u:<user_id> (9 and 10 optional: the read index of draws
+//       not yet persisted, see kFindUnpersisted)
 // ARGV: 1 user_id, 2 now_ms, 3 draw_id (ULID made by the client), 4 cfg version the client's
 //       local day was computed with, 5 token ('0' not required, '1' taken, '2' not a live token),
 //       6 idempotency TTL ms, 7 activity_id, 8 idempotency key, 9 key prefix "fd:{A}:"
@@ -105,7 +107,13 @@ redis.call('HSET', KEYS[6], unpack(rec))
 redis.call('PEXPIRE', KEYS[6], ARGV[6])
 -- The durable record's way out: in the same script as the seq, so every taken seq has its
 -- entry. No MAXLEN: trimming could drop entries the worker has not persisted yet.
-redis.call('XADD', KEYS[7], '*', 'activity_id', ARGV[7], 'idempotency_key', ARGV[8], unpack(rec))
+local entry = redis.call('XADD', KEYS[7], '*', 'activity_id', ARGV[7], 'idempotency_key', ARGV[8], unpack(rec))
+-- Until the worker has persisted it, the draw is found by id and by user through these
+-- (the worker removes both entries once the row is committed).
+if KEYS[10] then
+  redis.call('HSET', KEYS[9], ARGV[3], entry)
+  redis.call('ZADD', KEYS[10], ARGV[2], ARGV[3])
+end
 redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
 redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[5], 172800)
@@ -311,6 +319,45 @@ for e = 0, last do
   out[#out + 1] = kept
 end
 return out
+)lua";
+
+// Draws not yet persisted, by id or by user: `fd:{A}:unpersisted` maps draw_id -> stream entry
+// id and `fd:{A}:unpersisted:u:<user>` holds the user's draw ids scored by drawn_at_ms, both
+// written by the draw script and cleaned by the stream worker after its XACK. An index entry
+// whose stream entry is gone (trimmed after a cleanup that failed) is dropped here.
+// KEYS: 1 unpersisted, 2 stream, 3 unpersisted:u:<user> (or absent)
+// ARGV: 1 'id' | 'user', 2 draw_id (id) or limit (user)
+// Returns a list of stream entry field lists ({field, value, ...}), newest first for a user.
+inline constexpr const char* kFindUnpersisted = R"lua(
+local ids
+if ARGV[1] == 'id' then ids = {ARGV[2]} else ids = redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1) end
+local out = {}
+for _, id in ipairs(ids) do
+  local entry = redis.call('HGET', KEYS[1], id)
+  local found = false
+  if entry then
+    local items = redis.call('XRANGE', KEYS[2], entry, entry)
+    if items[1] then
+      out[#out + 1] = items[1][2]
+      found = true
+    else
+      redis.call('HDEL', KEYS[1], id)
+    end
+  end
+  if not found and KEYS[3] then redis.call('ZREM', KEYS[3], id) end
+end
+return out
+)lua";
+
+// The worker's cleanup of the read index once draws are persisted (and XACKed).
+// KEYS: 1 unpersisted. ARGV: 1 user index prefix 'fd:{A}:unpersisted:u:', then draw_id, user_id pairs.
+// The user keys are not declared: they share the activity's hash tag, hence its slot.
+inline constexpr const char* kForgetPersisted = R"lua(
+for i = 2, #ARGV - 1, 2 do
+  redis.call('HDEL', KEYS[1], ARGV[i])
+  redis.call('ZREM', ARGV[1] .. ARGV[i + 1], ARGV[i])
+end
+return 0
 )lua";
 
 }  // namespace fairdraw::redis::scripts

@@ -1,7 +1,9 @@
 // EVALSHA with SCRIPT LOAD on demand and one retry after NOSCRIPT.
 #include "fairdraw/redis/script.hpp"
 
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <utility>
 
 namespace fairdraw::redis {
@@ -28,10 +30,14 @@ namespace {
 
 using State = RedisScript::State;
 
+// Sends one command where the call goes (a connection, or a router by the first key); it
+// holds its target weakly: a call must not keep a connection its owner has dropped, and a
+// retry on a dropped one fails with unavailable.
+using Sender = std::function<void(std::vector<std::string>, RedisCallback)>;
+
 struct Call {
   std::shared_ptr<State> state;
-  // Weak: a call must not keep a connection its owner has dropped; a retry on it fails.
-  std::weak_ptr<RedisConnection> connection;
+  Sender send;
   std::vector<std::string> keys;
   std::vector<std::string> args;
   RedisCallback done;
@@ -40,8 +46,6 @@ struct Call {
 void load_then_eval(std::shared_ptr<Call> call);
 
 void eval(std::shared_ptr<Call> call, std::string sha, bool may_reload) {
-  auto connection = call->connection.lock();
-  if (!connection) return call->done(make_error(ErrorKind::unavailable, "redis: connection closed"));
   std::vector<std::string> argv;
   argv.reserve(3 + call->keys.size() + call->args.size());
   argv.emplace_back("EVALSHA");
@@ -49,16 +53,14 @@ void eval(std::shared_ptr<Call> call, std::string sha, bool may_reload) {
   argv.push_back(std::to_string(call->keys.size()));
   argv.insert(argv.end(), call->keys.begin(), call->keys.end());
   argv.insert(argv.end(), call->args.begin(), call->args.end());
-  connection->command(std::move(argv), [call, may_reload](Result<RedisReply> reply) {
+  call->send(std::move(argv), [call, may_reload](Result<RedisReply> reply) {
     if (may_reload && reply.ok() && reply->error_code() == "NOSCRIPT") return load_then_eval(call);
     call->done(std::move(reply));
   });
 }
 
 void load_then_eval(std::shared_ptr<Call> call) {
-  auto connection = call->connection.lock();
-  if (!connection) return call->done(make_error(ErrorKind::unavailable, "redis: connection closed"));
-  connection->command({"SCRIPT", "LOAD", call->state->source}, [call](Result<RedisReply> reply) {
+  call->send({"SCRIPT", "LOAD", call->state->source}, [call](Result<RedisReply> reply) {
     if (!reply.ok() || reply->is_error()) return call->done(std::move(reply));
     if (!reply->is_string()) {
       return call->done(make_error(ErrorKind::internal, "redis: SCRIPT LOAD answered with a " +
@@ -82,13 +84,39 @@ std::optional<std::string> RedisScript::sha() const {
   return sha;
 }
 
-void RedisScript::call(RedisConnection& connection, std::vector<std::string> keys, std::vector<std::string> args,
-                       RedisCallback done) const {
-  auto call = std::make_shared<Call>(
-      Call{state_, connection.weak_from_this(), std::move(keys), std::move(args), std::move(done)});
-  std::string sha = state_->get_sha();
+namespace {
+
+void start(const std::shared_ptr<State>& state, std::shared_ptr<Call> call) {
+  std::string sha = state->get_sha();
   if (sha.empty()) return load_then_eval(std::move(call));
   eval(std::move(call), std::move(sha), true);
+}
+
+}  // namespace
+
+void RedisScript::call(RedisConnection& connection, std::vector<std::string> keys, std::vector<std::string> args,
+                       RedisCallback done) const {
+  Sender send = [weak = connection.weak_from_this()](std::vector<std::string> argv, RedisCallback cb) {
+    auto target = weak.lock();
+    if (!target) return cb(make_error(ErrorKind::unavailable, "redis: connection closed"));
+    target->command(std::move(argv), std::move(cb));
+  };
+  start(state_, std::make_shared<Call>(
+                    Call{state_, std::move(send), std::move(keys), std::move(args), std::move(done)}));
+}
+
+void RedisScript::call(RedisRouter& router, std::vector<std::string> keys, std::vector<std::string> args,
+                       RedisCallback done) const {
+  std::optional<std::string> key;
+  if (!keys.empty()) key = keys.front();
+  Sender send = [weak = router.weak_from_this(), key](std::vector<std::string> argv, RedisCallback cb) {
+    auto target = weak.lock();
+    if (!target) return cb(make_error(ErrorKind::unavailable, "redis: router closed"));
+    if (key) return target->command(*key, std::move(argv), std::move(cb));
+    target->command_any(std::move(argv), std::move(cb));
+  };
+  start(state_, std::make_shared<Call>(
+                    Call{state_, std::move(send), std::move(keys), std::move(args), std::move(done)}));
 }
 
 }  // namespace fairdraw::redis

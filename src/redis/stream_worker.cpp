@@ -21,7 +21,9 @@
 #include <unordered_map>
 #include <utility>
 
+#include "fairdraw/redis/cluster.hpp"
 #include "fairdraw/redis/script.hpp"
+#include "redis_store_scripts.hpp"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
@@ -221,7 +223,8 @@ struct StreamWorker::Impl {
         sink(s),
         guard(net::make_work_guard(io)),
         maintain_script(kMaintainScript),
-        forget_script(kForgetConsumersScript) {
+        forget_script(kForgetConsumersScript),
+        forget_persisted_script(scripts::kForgetPersisted) {
     options.batch = std::max<std::size_t>(1, options.batch);
     options.max_round = std::max(options.max_round, options.batch);
     options.block = std::max(options.block, 1ms);
@@ -236,10 +239,11 @@ struct StreamWorker::Impl {
   net::executor_work_guard<net::io_context::executor_type> guard;
   std::thread io_thread;
   std::thread loop_thread;
-  std::shared_ptr<RedisConnection> reader;   // XREADGROUP BLOCK only
-  std::shared_ptr<RedisConnection> control;  // everything else
+  std::shared_ptr<RedisRouter> reader;   // XREADGROUP only (it may BLOCK)
+  std::shared_ptr<RedisRouter> control;  // everything else
   const RedisScript maintain_script;
   const RedisScript forget_script;
+  const RedisScript forget_persisted_script;
   std::chrono::milliseconds call_limit{};
 
   std::mutex lifecycle_mutex;  // start() and stop()
@@ -325,23 +329,27 @@ struct StreamWorker::Impl {
     return reply;
   }
 
-  Result<RedisReply> call(RedisConnection& connection, std::vector<std::string> argv) {
+  Result<RedisReply> call(RedisRouter& router, const std::string& key, std::vector<std::string> argv) {
     auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
     auto future = promise->get_future();
-    connection.command(std::move(argv),
-                       [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
+    router.command(key, std::move(argv),
+                   [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
     return wait(future);
   }
 
-  // Many commands at once (pipelined), replies in order.
-  std::vector<Result<RedisReply>> call_all(std::vector<std::vector<std::string>> commands) {
+  // Many commands at once (pipelined, each to the master of its key: argv[key_index]),
+  // replies in order.
+  std::vector<Result<RedisReply>> call_all(std::vector<std::vector<std::string>> commands,
+                                           std::size_t key_index, RedisRouter* router = nullptr) {
+    if (router == nullptr) router = control.get();
     std::vector<std::future<Result<RedisReply>>> futures;
     futures.reserve(commands.size());
     for (auto& argv : commands) {
       auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
       futures.push_back(promise->get_future());
-      control->command(std::move(argv),
-                       [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
+      const std::string key = argv.at(key_index);
+      router->command(key, std::move(argv),
+                      [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
     }
     std::vector<Result<RedisReply>> replies;
     replies.reserve(futures.size());
@@ -376,7 +384,7 @@ struct StreamWorker::Impl {
   // ---- discovery ------------------------------------------------------------------------
 
   void discover() {
-    auto members = call(*control, {"SMEMBERS", kActivitiesKey});
+    auto members = call(*control, kActivitiesKey, {"SMEMBERS", kActivitiesKey});
     if (!members.ok() || !members->is_array()) {
       log_limited(WorkerLogLevel::warn, "stream worker: cannot list activities", describe(members));
       return;
@@ -390,7 +398,7 @@ struct StreamWorker::Impl {
     for (const std::string& id : fresh) {
       commands.push_back({"XGROUP", "CREATE", stream_key(id), options.group, "0", "MKSTREAM"});
     }
-    auto replies = call_all(std::move(commands));
+    auto replies = call_all(std::move(commands), 2);
     for (std::size_t i = 0; i < fresh.size(); ++i) {
       const auto& r = replies[i];
       if (r.ok() && (!r->is_error() || r->error_code() == "BUSYGROUP")) {
@@ -420,13 +428,15 @@ struct StreamWorker::Impl {
                                     "source_id", e.id, "reason", e.problem};
       if (e.fields.size() % 2 != 0) e.fields.pop_back();
       for (std::string& f : e.fields) argv.push_back(std::move(f));
-      auto added = call(*control, std::move(argv));
+      const std::string dead_key = argv[1];
+      auto added = call(*control, dead_key, std::move(argv));
       if (!added.ok() || added->is_error()) {
         log_limited(WorkerLogLevel::warn, "stream worker: cannot dead-letter a malformed entry",
                     describe(added));
         continue;
       }
-      auto acked = call(*control, {"XACK", stream_key(e.activity_id), options.group, e.id});
+      auto acked = call(*control, stream_key(e.activity_id),
+                        {"XACK", stream_key(e.activity_id), options.group, e.id});
       if (acked.ok() && acked->is_integer()) {
         dead_count.fetch_add(1, std::memory_order_relaxed);
         log(WorkerLogLevel::error, "stream worker: malformed stream entry moved to the dead-letter stream",
@@ -449,6 +459,30 @@ struct StreamWorker::Impl {
   }
 
   // XACK the given entries, one pipelined command per stream.
+  // Persisted draws leave RedisStore's read index of unpersisted draws (after the XACK: a
+  // reader may briefly find a draw in both places, never in neither).
+  void forget_persisted(const std::map<std::string, std::vector<std::string>>& by_activity) {
+    std::vector<std::string> activities;
+    std::vector<std::future<Result<RedisReply>>> futures;
+    for (const auto& [activity, pairs] : by_activity) {
+      const std::string prefix = "fd:{" + activity + "}:";
+      std::vector<std::string> args{prefix + "unpersisted:u:"};
+      args.insert(args.end(), pairs.begin(), pairs.end());
+      auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
+      futures.push_back(promise->get_future());
+      activities.push_back(activity);
+      forget_persisted_script.call(*control, {prefix + "unpersisted"}, std::move(args),
+                                   [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
+    }
+    for (std::size_t i = 0; i < futures.size(); ++i) {
+      auto r = wait(futures[i]);
+      if (!r.ok() || r->is_error()) {
+        log_limited(WorkerLogLevel::warn, "stream worker: cannot clean the unpersisted-draws index",
+                    activities[i] + ": " + describe(r));
+      }
+    }
+  }
+
   void ack(const std::map<std::string, std::vector<std::string>>& by_activity) {
     if (by_activity.empty()) return;
     std::vector<std::vector<std::string>> commands;
@@ -457,7 +491,7 @@ struct StreamWorker::Impl {
       argv.insert(argv.end(), ids.begin(), ids.end());
       commands.push_back(std::move(argv));
     }
-    auto replies = call_all(std::move(commands));
+    auto replies = call_all(std::move(commands), 1);
     for (const auto& r : replies) {
       if (r.ok() && r->is_integer()) {
         acked_count.fetch_add(static_cast<std::uint64_t>(std::max<std::int64_t>(0, r->integer)),
@@ -491,16 +525,21 @@ struct StreamWorker::Impl {
     }
 
     std::map<std::string, std::vector<std::string>> durable;
+    std::map<std::string, std::vector<std::string>> persisted;  // draw_id, user_id pairs
     std::vector<Entry> refused;
     for (std::size_t i = 0; i < good.size(); ++i) {
       if (state[i] == 1) {
         durable[good[i].activity_id].push_back(good[i].id);
+        auto& done = persisted[good[i].activity_id];
+        done.push_back(good[i].record->draw_id);
+        done.push_back(good[i].record->user_id);
       } else if (state[i] == 2) {
         refused.push_back(std::move(good[i]));
       }
       // 0: no answer before the drain deadline; stays pending for another instance.
     }
     ack(durable);
+    forget_persisted(persisted);
     if (refused.empty()) return refused;
 
     refused_count.fetch_add(refused.size(), std::memory_order_relaxed);
@@ -552,7 +591,7 @@ struct StreamWorker::Impl {
       argv.push_back("JUSTID");
       commands.push_back(std::move(argv));
     }
-    auto replies = call_all(std::move(commands));
+    auto replies = call_all(std::move(commands), 1);
     std::set<std::pair<std::string, std::string>> still_pending;
     bool all_known = true;
     std::size_t i = 0;
@@ -574,7 +613,12 @@ struct StreamWorker::Impl {
 
   // ---- reading ----------------------------------------------------------------------------
 
-  // One XREADGROUP over a chunk of the streams: blocking when one chunk holds them all.
+  // One round of reads over a chunk of the streams (max_round / batch of them). One server:
+  // one XREADGROUP naming the whole chunk, with BLOCK when one chunk holds every stream.
+  // Redis Cluster: the keys of one command must share a slot (else CROSSSLOT), so the chunk
+  // is read with one XREADGROUP per slot (in practice per activity), pipelined at once to
+  // each slot's master, without BLOCK (a blocked read would hold one node's connection while
+  // the others have entries); a whole pass that finds nothing pauses `poll`.
   Result<std::vector<Entry>> read_new() {
     std::vector<Entry> out;
     if (streams.empty()) {
@@ -586,42 +630,63 @@ struct StreamWorker::Impl {
     const std::size_t chunk = next_chunk++ % chunks;
     const std::size_t from = chunk * per_read;
     const std::size_t to = std::min(streams.size(), from + per_read);
-    std::vector<std::string> argv{"XREADGROUP", "GROUP", options.group, options.consumer,
-                                  "COUNT", std::to_string(options.batch)};
-    if (chunks == 1) {
-      argv.insert(argv.end(), {"BLOCK", std::to_string(options.block.count())});
-    }
-    argv.push_back("STREAMS");
-    std::unordered_map<std::string, std::string> activity_of;
+    // Until the first slot map is known, read as for a cluster: right on both.
+    const RedisRouterStats routing = reader->stats();
+    const bool by_slot = routing.clustered || !routing.map_known;
+    std::map<std::uint16_t, std::vector<std::string>> groups;  // slot (0 for one server) -> streams
     for (std::size_t i = from; i < to; ++i) {
-      argv.push_back(stream_key(streams[i]));
-      activity_of[argv.back()] = streams[i];
+      groups[by_slot ? key_slot(stream_key(streams[i])) : 0].push_back(streams[i]);
     }
-    argv.insert(argv.end(), to - from, ">");
-    auto reply = call(*reader, std::move(argv));
-    if (!reply.ok()) return reply.error();
-    if (reply->is_error()) {
-      if (reply->error_code() == "NOGROUP") {
-        forget_groups();
-        return out;
+    const bool blocking = chunks == 1 && groups.size() == 1;
+    std::vector<std::vector<std::string>> commands;
+    std::vector<std::unordered_map<std::string, std::string>> activity_of(groups.size());
+    std::size_t g = 0;
+    for (const auto& [slot, activities] : groups) {
+      std::vector<std::string> argv{"XREADGROUP", "GROUP", options.group, options.consumer,
+                                    "COUNT", std::to_string(options.batch)};
+      if (blocking) argv.insert(argv.end(), {"BLOCK", std::to_string(options.block.count())});
+      argv.push_back("STREAMS");
+      for (const std::string& activity : activities) {
+        argv.push_back(stream_key(activity));
+        activity_of[g][argv.back()] = activity;
       }
-      return make_error(ErrorKind::internal, "redis: " + reply->str);
+      argv.insert(argv.end(), activities.size(), ">");
+      commands.push_back(std::move(argv));
+      ++g;
     }
-    if (reply->is_array()) {
+    auto replies = call_all(std::move(commands), blocking ? 9 : 7, reader.get());
+    std::optional<Error> failure;
+    for (std::size_t i = 0; i < replies.size(); ++i) {
+      auto& reply = replies[i];
+      if (!reply.ok()) {
+        failure = reply.error();
+        continue;
+      }
+      if (reply->is_error()) {
+        if (reply->error_code() == "NOGROUP") {
+          forget_groups();
+          continue;
+        }
+        failure = make_error(ErrorKind::internal, "redis: " + reply->str);
+        continue;
+      }
+      if (!reply->is_array()) continue;
       for (const RedisReply& stream : reply->elements) {
         if (!stream.is_array() || stream.elements.size() != 2) continue;
-        auto it = activity_of.find(stream.elements[0].str);
-        if (it == activity_of.end()) continue;
+        auto it = activity_of[i].find(stream.elements[0].str);
+        if (it == activity_of[i].end()) continue;
         parse_entries(it->second, stream.elements[1], out);
       }
     }
     read_count.fetch_add(out.size(), std::memory_order_relaxed);
-    if (chunks > 1) {
+    // Entries read are persisted even if another slot's read failed (they are pending now).
+    if (failure && out.empty()) return *failure;
+    if (!blocking) {
       // Non-blocking reads: pause once a whole pass over the chunks found nothing.
       empty_chunks = out.empty() ? empty_chunks + 1 : 0;
       if (empty_chunks >= chunks) {
         empty_chunks = 0;
-        sleep_until(SteadyClock::now() + options.block);
+        sleep_until(SteadyClock::now() + std::min(options.block, options.poll));
       }
     }
     return out;
@@ -636,7 +701,7 @@ struct StreamWorker::Impl {
     for (const std::string& activity : activities) {
       std::string cursor = "0-0";
       for (int page = 0; page < kMaxClaimPages && !stop_requested(); ++page) {
-        auto reply = call(*control, {"XAUTOCLAIM", stream_key(activity), options.group, options.consumer,
+        auto reply = call(*control, stream_key(activity), {"XAUTOCLAIM", stream_key(activity), options.group, options.consumer,
                                      idle, cursor, "COUNT", std::to_string(options.batch)});
         if (!reply.ok() || !reply->is_array() || reply->elements.size() < 2) {
           if (reply.ok() && reply->error_code() == "NOGROUP") forget_groups();
@@ -746,8 +811,8 @@ struct StreamWorker::Impl {
     RedisOptions read_options = options.redis;
     // The read may legitimately wait `block` before its answer.
     read_options.command_timeout = options.redis.command_timeout + options.block;
-    reader = RedisConnection::create(io, read_options);
-    control = RedisConnection::create(io, options.redis);
+    reader = RedisRouter::create(io, read_options);
+    control = RedisRouter::create(io, options.redis);
     io_thread = std::thread([this] { io.run(); });
     loop_thread = std::thread([this] { run(); });
   }

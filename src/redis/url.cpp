@@ -61,6 +61,39 @@ std::optional<Int> parse_decimal(std::string_view s, Int max) {
   return static_cast<Int>(value);
 }
 
+// One `host[:port]` (IPv6 in brackets) of the URL's node list.
+Result<RedisEndpoint> parse_endpoint(std::string_view authority) {
+  std::string_view host;
+  std::string_view port;
+  if (!authority.empty() && authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return url_error("unterminated '[' in the IPv6 host");
+    host = authority.substr(1, close - 1);
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return url_error("unexpected characters after the IPv6 host");
+      port = after.substr(1);
+      if (port.empty()) return url_error("empty port");
+    }
+  } else {
+    const auto colon = authority.find(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port = authority.substr(colon + 1);
+      if (port.empty()) return url_error("empty port");
+    }
+  }
+  if (host.empty()) return url_error("missing host");
+  RedisEndpoint out;
+  out.host = std::string(host);
+  if (!port.empty()) {
+    const auto value = parse_decimal<std::uint16_t>(port, std::numeric_limits<std::uint16_t>::max());
+    if (!value || *value == 0) return url_error("invalid port '" + std::string(port) + "' (1-65535)");
+    out.port = *value;
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<RedisUrl> parse_redis_url(std::string_view url) {
@@ -94,38 +127,24 @@ Result<RedisUrl> parse_redis_url(std::string_view url) {
   const std::string_view authority = rest.substr(0, slash);
   const std::string_view path = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
 
-  std::string_view host;
-  std::string_view port;
-  if (!authority.empty() && authority.front() == '[') {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) return url_error("unterminated '[' in the IPv6 host");
-    host = authority.substr(1, close - 1);
-    const std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return url_error("unexpected characters after the IPv6 host");
-      port = after.substr(1);
-      if (port.empty()) return url_error("empty port");
-    }
-  } else {
-    const auto colon = authority.find(':');
-    host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      port = authority.substr(colon + 1);
-      if (port.empty()) return url_error("empty port");
-    }
+  std::string_view nodes = authority;
+  while (true) {
+    const auto comma = nodes.find(',');
+    auto node = parse_endpoint(nodes.substr(0, comma));
+    if (!node.ok()) return node.error();
+    out.nodes.push_back(std::move(node.value()));
+    if (comma == std::string_view::npos) break;
+    nodes = nodes.substr(comma + 1);
   }
-  if (host.empty()) return url_error("missing host");
-  out.host = std::string(host);
-
-  if (!port.empty()) {
-    const auto value = parse_decimal<std::uint16_t>(port, std::numeric_limits<std::uint16_t>::max());
-    if (!value || *value == 0) return url_error("invalid port '" + std::string(port) + "' (1-65535)");
-    out.port = *value;
-  }
+  out.host = out.nodes.front().host;
+  out.port = out.nodes.front().port;
   if (!path.empty()) {
     const auto value = parse_decimal<int>(path, std::numeric_limits<int>::max());
     if (!value) return url_error("invalid database '" + std::string(path) + "' (a non-negative integer)");
     out.db = *value;
+    if (out.db != 0 && out.nodes.size() > 1) {
+      return url_error("a Redis Cluster (several nodes) has only database 0");
+    }
   }
   return out;
 }

@@ -427,6 +427,19 @@ constexpr const char* kSaveEpoch =
     " commitment = excluded.commitment, prizes_json = excluded.prizes_json,"
     " miss_weight = excluded.miss_weight, epoch_size = excluded.epoch_size,"
     " first_seq = excluded.first_seq, revealed_at = excluded.revealed_at";
+// An epoch as the public sees it: a NULL seed (not revealed) never replaces a stored one.
+constexpr const char* kSavePublicEpoch =
+    "INSERT INTO epochs (activity_id, epoch, seed, commitment, prizes_json, miss_weight,"
+    " epoch_size, first_seq, revealed_at) VALUES ($1, $2::bigint, decode($3, 'hex'), $4, $5,"
+    " $6::bigint, $7::bigint, $8::bigint, $9::bigint)"
+    " ON CONFLICT (activity_id, epoch) DO UPDATE SET seed = COALESCE(excluded.seed, epochs.seed),"
+    " commitment = excluded.commitment, prizes_json = excluded.prizes_json,"
+    " miss_weight = excluded.miss_weight, epoch_size = excluded.epoch_size,"
+    " first_seq = COALESCE(excluded.first_seq, epochs.first_seq),"
+    " revealed_at = COALESCE(excluded.revealed_at, epochs.revealed_at)";
+constexpr const char* kSaveActivityChange =
+    "INSERT INTO activity_changes (activity_id, changed_at_ms, config_json, ended)"
+    " VALUES ($1, $2::bigint, $3, $4::boolean) ON CONFLICT DO NOTHING";
 constexpr const char* kLoadEpochs =
     "SELECT activity_id, epoch, encode(seed, 'hex'), commitment, prizes_json, miss_weight,"
     " epoch_size, first_seq, revealed_at FROM epochs WHERE activity_id = $1 ORDER BY epoch";
@@ -1238,6 +1251,45 @@ Status PgSink::save_epoch(const EpochRecord& epoch) {
   });
 }
 
+Status PgSink::save_public_epoch(const EpochRecord& epoch, bool revealed) {
+  const std::string what =
+      "saving public epoch " + std::to_string(epoch.epoch) + " of '" + epoch.activity_id + "'";
+  if (epoch.epoch_size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    return make_error(ErrorKind::internal, what + ": epoch_size out of range");
+  }
+  std::string prizes;
+  std::optional<std::string> seed;
+  try {
+    prizes = prizes_to_json(epoch.prizes);
+    if (revealed) seed = seed_to_hex(epoch.seed);
+  } catch (const std::exception& e) {
+    return make_error(ErrorKind::internal, what + ": " + e.what());
+  }
+  auto optional_int = [](const std::optional<std::int64_t>& v) -> std::optional<std::string> {
+    if (!v) return std::nullopt;
+    return std::to_string(*v);
+  };
+  return impl_->with_connection<Ok>(what, [&](PgConn& c) -> Status {
+    Reply saved = c.exec(kSavePublicEpoch, {epoch.activity_id, std::to_string(epoch.epoch), seed,
+                                            epoch.commitment, prizes, std::to_string(epoch.miss_weight),
+                                            std::to_string(epoch.epoch_size), optional_int(epoch.first_seq),
+                                            revealed ? optional_int(epoch.revealed_at_ms) : std::nullopt});
+    if (!saved.ok()) return db_error("writing", saved);
+    return ok_status();
+  });
+}
+
+Status PgSink::save_activity_change(const StoredActivity& activity) {
+  return impl_->with_connection<Ok>(
+      "saving a change of activity '" + activity.id + "'", [&](PgConn& c) -> Status {
+        Reply saved = c.exec(kSaveActivityChange, {activity.id, std::to_string(activity.updated_at_ms),
+                                                   activity.config_json,
+                                                   std::string(activity.ended ? "true" : "false")});
+        if (!saved.ok()) return db_error("writing", saved);
+        return ok_status();
+      });
+}
+
 Result<std::vector<EpochRecord>> PgSink::load_epochs(std::string_view activity_id) {
   using Epochs = std::vector<EpochRecord>;
   return impl_->with_connection<Epochs>("loading epochs", [&](PgConn& c) -> Result<Epochs> {
@@ -1249,9 +1301,12 @@ Result<std::vector<EpochRecord>> PgSink::load_epochs(std::string_view activity_i
       e.activity_id = reply.text(i, 0);
       e.epoch = reply.i64(i, 1);
       const std::string where = "epoch " + std::to_string(e.epoch) + " of '" + e.activity_id + "'";
-      auto seed = seed_from_text(reply.text(i, 2));
-      if (!seed) return make_error(ErrorKind::internal, where + " has a malformed seed");
-      e.seed = *seed;
+      // NULL: a clustered-mode copy of an epoch not yet revealed (the seed stays all zero).
+      if (!reply.is_null(i, 2)) {
+        auto seed = seed_from_text(reply.text(i, 2));
+        if (!seed) return make_error(ErrorKind::internal, where + " has a malformed seed");
+        e.seed = *seed;
+      }
       e.commitment = reply.text(i, 3);
       auto prizes = prizes_from_json(reply.text(i, 4));
       const std::int64_t miss = reply.i64(i, 5);

@@ -1,5 +1,5 @@
 // Clustered mode end to end: two real fairdraw processes sharing one redis-server and one
-// PostgreSQL (scripts/pg-test-server.sh, started once for the suite, a schema per test).
+// PostgreSQL (the run's, see harness.hpp pg::, a schema per test).
 // DESIGN.md section 5 under concurrency through both instances, and kill -9 of one instance
 // mid-load while its persistence worker holds entries: the survivor claims and writes them.
 #include <sys/stat.h>
@@ -59,29 +59,6 @@ bool run(const std::string& command, const std::string& log) {
   return std::system((command + " >>" + shell_quote(log) + " 2>&1").c_str()) == 0;
 }
 
-std::string output_of(const std::string& command) {
-  std::string out;
-  if (FILE* p = ::popen(command.c_str(), "r")) {
-    char buf[512];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    ::pclose(p);
-  }
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
-std::string slurp(const std::string& path) {
-  std::string text;
-  if (FILE* f = std::fopen(path.c_str(), "r")) {
-    char buf[4096];
-    std::size_t n = 0;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
-  return text;
-}
-
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -115,8 +92,10 @@ struct Accepted {
 
 class ClusteredTest : public ::testing::Test {
  protected:
+  // Redis once for the suite (each test uses its own activities); PostgreSQL is the run's
+  // (harness pg::), a fresh schema per test.
   static void SetUpTestSuite() {
-    if (!pg_available() || !redis::test::redis_server_available()) return;
+    if (!clustered_mode() || !redis::test::redis_server_available()) return;
     redis_ = new redis::test::RedisTestServer();
     if (!redis_->running()) {
       setup_error_ = "redis-server did not start";
@@ -129,28 +108,10 @@ class ClusteredTest : public ::testing::Test {
       return;
     }
     root_ = made;
-    ::chmod(made, 0711);  // as root, the server runs as `postgres` and must reach root_/pg
     log_ = root_ + "/script.out";
-    const std::string script = "timeout 150 bash " + shell_quote(FAIRDRAW_SOURCE_DIR "/scripts/pg-test-server.sh");
-    for (int attempt = 0; attempt < 3 && !pg_started_; ++attempt) {
-      pg_port_ = redis::test::pick_free_port();
-      if (pg_port_ < 1024 || pg_port_ == 5432) continue;
-      pg_started_ = run(script + " start " + shell_quote(root_ + "/pg") + " " + std::to_string(pg_port_), log_);
-    }
-    if (!pg_started_) {
-      setup_error_ = "scripts/pg-test-server.sh start failed:\n" + slurp(log_);
-      return;
-    }
-    base_url_ = output_of(script + " url " + shell_quote(root_ + "/pg") + " " + std::to_string(pg_port_));
   }
 
   static void TearDownTestSuite() {
-    if (pg_started_) {
-      run("timeout 60 bash " + shell_quote(FAIRDRAW_SOURCE_DIR "/scripts/pg-test-server.sh") + " stop " +
-              shell_quote(root_ + "/pg"),
-          log_);
-    }
-    pg_started_ = false;
     delete redis_;
     redis_ = nullptr;
     std::error_code ignored;
@@ -159,13 +120,12 @@ class ClusteredTest : public ::testing::Test {
   }
 
   void SetUp() override {
+    // Started by the "clustered." registration, which has the run's PostgreSQL.
+    if (!clustered_mode()) GTEST_SKIP() << "clustered-mode test: runs as clustered.ClusteredTest.*";
     if (!redis::test::redis_server_available()) GTEST_SKIP() << "no " << redis::test::kRedisServer;
     if (!pg_available()) GTEST_SKIP() << kPgBin << "/initdb is missing";
-    ASSERT_TRUE(pg_started_ && redis_ != nullptr && redis_->running()) << setup_error_;
-    ASSERT_EQ(base_url_.rfind("postgresql://", 0), 0u) << base_url_;
-    schema_ = "cl_" + std::to_string(++schemas_);
-    ASSERT_TRUE(psql(base_url_, "CREATE SCHEMA " + schema_)) << slurp(log_);
-    url_ = base_url_ + "?options=-csearch_path%3D" + schema_;
+    ASSERT_TRUE(redis_ != nullptr && redis_->running()) << setup_error_;
+    ASSERT_TRUE(pg::new_schema(url_));
   }
 
   static bool psql(const std::string& url, const std::string& sql) {
@@ -178,7 +138,7 @@ class ClusteredTest : public ::testing::Test {
   std::map<std::string, std::string> env(std::int64_t claim_idle_ms = 30000) const {
     return {{"FAIRDRAW_REDIS_URL", "redis://127.0.0.1:" + std::to_string(redis_->port())},
             {"FAIRDRAW_DATABASE_URL", url_},
-            {"FAIRDRAW_STREAM_CLAIM_IDLE_MS", std::to_string(claim_idle_ms)}};
+            {"FAIRDRAW_REDIS_CLAIM_IDLE_MS", std::to_string(claim_idle_ms)}};
   }
 
   static void put_activity(FairdrawServer& server, const std::string& id, const json& body) {
@@ -202,16 +162,11 @@ class ClusteredTest : public ::testing::Test {
   }
 
   std::string url_;
-  std::string schema_;
 
   static inline redis::test::RedisTestServer* redis_ = nullptr;
   static inline std::string root_;
   static inline std::string log_;
-  static inline std::string base_url_;
   static inline std::string setup_error_;
-  static inline int pg_port_ = 0;
-  static inline bool pg_started_ = false;
-  static inline int schemas_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------

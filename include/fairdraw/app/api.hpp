@@ -21,6 +21,8 @@
 
 namespace fairdraw::app {
 
+class AdminGuard;
+
 struct ApiContext {
   Store& store;
   Sink& sink;
@@ -52,6 +54,7 @@ class Api {
   struct PendingDraw;
   ApiContext ctx_;
   std::atomic<bool> draining_{false};
+  std::shared_ptr<AdminGuard> admin_guard_;  // from config.auth.admin_*; null when off
   std::mutex pending_mutex_;
   // In deadline order, since every draw gets the same timeout.
   std::deque<std::weak_ptr<PendingDraw>> pending_;  // guarded by pending_mutex_

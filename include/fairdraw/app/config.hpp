@@ -24,6 +24,8 @@ struct HttpConfig {
   std::int64_t idle_timeout_ms = 60000;
   std::int64_t request_timeout_ms = 5000;  // deadline of one request, < read timeout
   std::int64_t shutdown_grace_ms = 10000;
+  std::int64_t write_timeout_ms = 10000;          // a response must be taken by the client within this
+  std::size_t max_connections_per_address = 256;  // open connections per peer address; 0: no cap
 };
 
 struct CorsConfig {
@@ -76,6 +78,11 @@ struct AuthConfig {
   std::int64_t jwt_leeway_s = 30;
   std::string jwt_user_claim = "sub";
   bool require_user_token = false;  // POST /draw without a valid JWT: 401
+  // Admin brute-force throttling (AdminGuard): an address with this many failed
+  // admin authentications within admin_lockout_s gets 429 until the window ends.
+  std::int64_t admin_max_failures = 10;  // 0: off
+  std::int64_t admin_lockout_s = 900;
+  std::size_t admin_guard_max_addresses = 10000;
 };
 
 struct Config {
@@ -84,6 +91,10 @@ struct Config {
   unsigned threads = 0;  // 0: one per core
   std::string admin_token;  // empty: admin API disabled (401/403 for every call)
   std::optional<std::string> redis_url;  // unset: embedded mode
+  // Clustered mode's persistence worker (Redis stream -> PostgreSQL): entries per
+  // XREADGROUP, and how long an entry stays pending before another worker claims it.
+  std::int64_t redis_stream_batch = 512;
+  std::int64_t redis_claim_idle_ms = 30000;
   std::string log_level = "info";
   std::string zoneinfo_dir = "/usr/share/zoneinfo";
   HttpConfig http;

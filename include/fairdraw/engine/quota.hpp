@@ -43,9 +43,16 @@ class QuotaBook {
     // (day << 24) | count: one word, so a new day resets the count in the same CAS.
     std::atomic<std::uint64_t> day_word{0};
   };
+  // Transparent hashing: lookups by string_view build no std::string.
+  struct IdHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
   struct Shard {
     mutable std::mutex mutex;
-    std::unordered_map<std::string, std::unique_ptr<Counter>> users;
+    // Counters live in the map's nodes: one allocation per user (two with an
+    // id over 15 bytes); nodes never move, so references survive rehashing.
+    std::unordered_map<std::string, Counter, IdHash, std::equal_to<>> users;
   };
   Counter& counter(std::string_view user_id);
   const Counter* find(std::string_view user_id) const;

@@ -60,6 +60,7 @@ struct IssuedToken {
 
 struct StoreStats {
   std::uint64_t in_flight_draws = 0;
+  std::uint64_t draws_shed = 0;  // refused at once: too many draws in flight (clustered mode)
   std::size_t idempotency_entries = 0;
   std::uint64_t idempotency_evicted_early = 0;
   std::size_t live_tokens = 0;

@@ -22,6 +22,7 @@ struct ServerOptions {
   std::uint16_t port = 8080;  // 0: pick a free port (tests)
   unsigned threads = 0;       // 0: hardware concurrency
   std::size_t max_connections = 20000;
+  std::size_t max_connections_per_address = 0;  // per peer IP; 0: no cap
   std::size_t max_header_bytes = 8192;   // request line limit is the same: 414 / 431
   std::size_t max_body_bytes = 16384;    // 413, answered from Content-Length
   std::chrono::milliseconds read_timeout{10000};   // a request must arrive in full within this
@@ -35,6 +36,7 @@ struct ServerStats {
   std::uint64_t open_connections = 0;
   std::uint64_t accepted_connections = 0;  // became sessions (refused ones not included)
   std::uint64_t refused_connections = 0;  // over max_connections
+  std::uint64_t refused_per_address = 0;  // over max_connections_per_address (not in refused_connections)
   std::uint64_t read_timeouts = 0;        // answered 408
   std::uint64_t idle_timeouts = 0;        // closed silently, no request had started
   std::uint64_t write_timeouts = 0;

@@ -37,10 +37,16 @@ struct RedisOptions {
   // back to the minimum once a connection is up.
   std::chrono::milliseconds reconnect_backoff_min{50};
   std::chrono::milliseconds reconnect_backoff_max{2000};
+  // Every node of the URL (host:port first). A RedisConnection uses host and port only;
+  // RedisRouter (cluster.hpp) asks these for the cluster's slot map. Empty: host:port.
+  std::vector<RedisEndpoint> seeds;
 };
 
-// host, port, user, password and db from a parsed URL; timeouts and limits stay default.
+// host, port, seeds, user, password and db from a parsed URL; timeouts and limits stay default.
 RedisOptions make_redis_options(const RedisUrl& url);
+
+// argv as RESP bytes (what command() sends); internal error for an empty argv.
+Result<std::string> format_command(const std::vector<std::string>& argv);
 
 using RedisCallback = std::function<void(Result<RedisReply>)>;
 
@@ -65,6 +71,12 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // back in issue order. Fails fast with unavailable while the connection is down and the
   // reconnect backoff has not elapsed.
   void command(std::vector<std::string> argv, RedisCallback done);
+
+  // The same with argv already formatted (format_command), so a caller that may resend a
+  // command (RedisRouter after MOVED) formats it once. With `asking`, `ASKING` goes out
+  // first, in the same write, so nothing can come between the two (a Cluster ASK redirect);
+  // `done` gets the command's reply only.
+  void command_formatted(std::string formatted, RedisCallback done, bool asking = false);
 
   // Fails every unanswered command with unavailable and stops reconnecting; later commands
   // fail with unavailable. Idempotent.

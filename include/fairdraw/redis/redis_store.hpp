@@ -5,22 +5,29 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "fairdraw/clock.hpp"
 #include "fairdraw/engine/activity.hpp"
 #include "fairdraw/engine/store.hpp"
 #include "fairdraw/entropy.hpp"
+#include "fairdraw/redis/cluster.hpp"
 #include "fairdraw/redis/connection.hpp"
 #include "fairdraw/result.hpp"
 
 namespace fairdraw::redis {
 
 struct RedisStoreOptions {
+  // One server, or the seed nodes of a Redis Cluster (redis.seeds): see RedisRouter.
   RedisOptions redis;
-  // Draws are spread over these (pipelined); admin calls and epoch preparation use one more,
-  // so that a large deck upload never queues in front of draws.
+  // Draws are spread over these (pipelined), per master; admin calls and epoch preparation
+  // use one more per master, so that a large deck upload never queues in front of draws.
   std::size_t draw_connections = 2;
+  // Draws sent to Redis and not yet answered, at most; past it a draw fails at once with
+  // `unavailable` (503 + Retry-After), counted in StoreStats::draws_shed.
+  std::uint64_t max_in_flight_draws = 4096;
   std::int64_t idempotency_ttl_ms = 86'400'000;
   bool require_token = false;
   std::int64_t token_ttl_ms = 600'000;
@@ -49,8 +56,16 @@ struct RedisStoreOptions {
 //   fd:{A}:epoch:<e>    hash: seed (hex), commitment, prizes (JSON [{"id","weight"}]),
 //                       miss_weight, size, deck_version, first_seq, revealed_at_ms, corrupt
 //   fd:{A}:deck:<e>     the shuffled deck, 2 bytes big-endian per slot, 0xFFFF = miss
-//   fd:activities       set of activity ids (not hash-tagged: listing only)
-//   fd:tokens:<token>   expires_at_ms, PX = token TTL (POST /tokens)
+//   fd:{A}:unpersisted  hash draw_id -> stream entry id, and fd:{A}:unpersisted:u:<user>
+//                       zset of draw ids by drawn_at_ms: draws not yet persisted, for reads
+//                       (written by the draw script, removed by the worker after its XACK)
+//   fd:activities       set of activity ids (one key: its own slot; only ever read or
+//                       written alone, by SADD / SMEMBERS)
+//   fd:tokens:<token>   expires_at_ms, PX = token TTL (POST /tokens); one key per token, each
+//                       in its own slot, consumed alone by GETDEL before the draw script
+//
+// Redis Cluster: every command and script names keys of one slot only (the activity's, or
+// one global key alone), so no CROSSSLOT can occur; RedisRouter sends each to its master.
 //
 // Threads: draw() never blocks; its callback runs exactly once on an io thread of `io`.
 // Every other call blocks until Redis answers (bounded by the connection's timeouts), so it
@@ -74,6 +89,18 @@ class RedisStore final : public Store {
   void expire(std::int64_t now_ms) override;
   bool ready() const override;
   StoreStats stats() const override;
+  // Draws in Redis not yet persisted by the stream worker (the read index the draw script
+  // writes, cleaned by the worker): by draw id (every activity is asked), and a user's, newest
+  // first, at most `limit` per activity. Blocking, as the other reads.
+  Result<std::optional<DrawRecord>> find_unpersisted_draw(const std::string& draw_id);
+  Result<std::vector<DrawRecord>> unpersisted_user_draws(const std::string& user_id,
+                                                         const std::optional<std::string>& activity_id,
+                                                         std::size_t limit);
+
+  // Draws refused because max_in_flight_draws were in flight.
+  std::uint64_t draws_shed() const;
+  // The router of the draws (slot map, redirects), for tests and metrics.
+  RedisRouterStats router_stats() const;
 
   // Makes sure epoch `epoch` of the activity's current chain has its seed and deck in Redis,
   // creating them or verifying another instance's (what prepare_epochs does for each epoch).

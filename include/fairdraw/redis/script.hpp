@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "fairdraw/redis/cluster.hpp"
 #include "fairdraw/redis/connection.hpp"
 
 namespace fairdraw::redis {
@@ -25,6 +26,10 @@ class RedisScript {
   // RedisConnection::command. Thread-safe; the script and the connection may be destroyed
   // while calls are in flight (a retry on a destroyed connection fails with unavailable).
   void call(RedisConnection& connection, std::vector<std::string> keys, std::vector<std::string> args,
+            RedisCallback done) const;
+  // The same through a router: EVALSHA (and SCRIPT LOAD) go to the master owning the slot of
+  // keys[0] (every key of a script must share that slot), any master when there is no key.
+  void call(RedisRouter& router, std::vector<std::string> keys, std::vector<std::string> args,
             RedisCallback done) const;
 
   struct State;

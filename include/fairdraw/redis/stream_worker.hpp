@@ -4,7 +4,7 @@
 //
 // - Discovery: the activities are the members of `fd:activities`; each stream gets the group
 //   (XGROUP CREATE ... 0 MKSTREAM: entries added before the group existed are delivered too).
-// - Rounds: XREADGROUP ... COUNT batch BLOCK block STREAMS ... > ... on a connection of its own,
+// - Rounds: XREADGROUP ... COUNT batch BLOCK block STREAMS ... > ... on a router of its own,
 //   each entry converted to a DrawRecord and appended to the sink; an entry is XACKed only
 //   after the sink's ack(true) (the row is committed). PgSink inserts ON CONFLICT (draw_id)
 //   DO NOTHING, so a redelivered entry is harmless.
@@ -21,11 +21,11 @@
 //   database rejects outright (poison_after refusals while the sink stays healthy) is left
 //   pending, logged and retried only when claimed again (it then holds the trim back).
 //
-// Threads: one thread of its own for the loop and one for its io_context (two Redis
-// connections: the blocking read and everything else). No call blocks a caller's thread
+// Threads: one thread of its own for the loop and one for its io_context (two RedisRouters,
+// i.e. per master one connection for the reads and one for everything else). No call blocks a caller's thread
 // except stop(). Sink acks run on the sink's thread and only touch the round they belong to.
-// Redis Cluster: one XREADGROUP names several streams, so every activity must live on one
-// node (no MOVED/ASK routing yet, as for RedisStore).
+// Redis Cluster: every command goes through a RedisRouter to the master of its key's slot;
+// reads are split per slot (one XREADGROUP may not name streams of two slots).
 #pragma once
 
 #include <chrono>
@@ -51,6 +51,9 @@ struct StreamWorkerOptions {
   std::size_t batch = 512;         // XREADGROUP / XAUTOCLAIM COUNT, per stream
   std::size_t max_round = 8192;    // entries in flight to the sink at most (streams per read = max_round / batch)
   std::chrono::milliseconds block{200};  // XREADGROUP BLOCK (also bounds how late stop() is noticed)
+  // Pause after a pass of non-blocking reads found nothing (Redis Cluster, or more streams
+  // than one read takes): at most `block`.
+  std::chrono::milliseconds poll{20};
   std::chrono::milliseconds claim_idle{30000};     // XAUTOCLAIM min-idle-time
   std::chrono::milliseconds claim_interval{5000};  // how often pending entries are looked at
   std::chrono::milliseconds discover_interval{1000};

@@ -82,6 +82,11 @@ class PgSink final : public Sink {
   Result<std::vector<StoredActivity>> load_activities() override;
   Status save_epoch(const EpochRecord& epoch) override;
   Result<std::vector<EpochRecord>> load_epochs(std::string_view activity_id) override;
+  // Clustered mode's copy of the record Redis holds (app/service.cpp): an epoch as the public
+  // sees it (the seed only when `revealed`; a stored seed is never erased), and one row per
+  // admin change of an activity (activity_changes). Durable when they return.
+  Status save_public_epoch(const EpochRecord& epoch, bool revealed);
+  Status save_activity_change(const StoredActivity& activity);
   Result<ActivityTotals> load_totals(std::string_view activity_id) override;
 
  private:
