@@ -79,6 +79,7 @@ stop_server() {
 honest() {
   local secs="$1" out="$2" end=$(( $(date +%s) + $1 ))
   : >"$out"
+  local pids=()
   for w in 1 2; do
     (
       i=0
@@ -91,23 +92,24 @@ honest() {
         sleep 0.02
       done
     ) &
+    pids+=($!)
   done
-  wait
+  wait "${pids[@]}"  # not a bare wait: the server is a child too
   cat "$out".1 "$out".2 >"$out"
 }
 
 # stats <file>: "n failed p50 p99 max" (milliseconds)
 stats() {
-  awk '{ if ($1 != "200") f++; print $2 * 1000 }  END { }' "$1" | sort -n >"$1.sorted"
+  awk '{ print $2 * 1000 }' "$1" | sort -n >"$1.sorted"
   local n failed
   n=$(wc -l <"$1.sorted")
   failed=$(awk '$1 != "200"' "$1" | wc -l)
   awk -v n="$n" -v failed="$failed" '
     { v[NR] = $1 }
     END {
-      if (n == 0) { printf "0 0 - - -"; exit }
+      if (n == 0) { printf "0 0 - - -\n"; exit }
       p50 = v[int(0.50 * (n - 1)) + 1]; p99 = v[int(0.99 * (n - 1) + 0.5) + 1]
-      printf "%d %d %.1f %.1f %.1f", n, failed, p50, p99, v[n]
+      printf "%d %d %.1f %.1f %.1f\n", n, failed, p50, p99, v[n]
     }' "$1.sorted"
 }
 
@@ -136,15 +138,23 @@ for cap in 256 0; do
       attack_pid=$!
       sleep 3  # let the connections pile up first
     fi
+    # Peak of open connections while the honest clients run (sampled each second).
+    ( peak=0; end=$(( $(date +%s) + seconds - 5 ))
+      while [ "$(date +%s)" -lt "$end" ]; do
+        o=$(open_conns); o=${o:-0}; [ "${o%.*}" -gt "$peak" ] && peak=${o%.*}
+        echo "$peak" >"$work/$mode.peak"; sleep 1
+      done ) &
+    sampler=$!
     honest "$(( seconds - 4 > 5 ? seconds - 4 : 5 ))" "$work/$mode.honest"
+    wait "$sampler" 2>/dev/null || true
+    peak=$(cat "$work/$mode.peak" 2>/dev/null || echo "?")
     read -r n failed p50 p99 max < <(stats "$work/$mode.honest")
     rss=$(rss_kib)
-    open=$(open_conns)
     refused=$(curl -s --interface 127.0.0.2 "http://127.0.0.1:$port/metrics" |
       awk '/^fairdraw_state\{name="refused_per_address_connections"\}/ { print $2 }')
     if [ -n "$attack_pid" ]; then wait "$attack_pid" || true; fi
     rows+=("$(printf '| %-9s | %4s | %6s | %4s | %7s | %7s | %7s | %9s | %10s | %7s |' \
-      "$mode" "$cap" "$n" "$failed" "$p50" "$p99" "$max" "${open:-?}" "${refused:-?}" "$(( ${rss:-0} / 1024 ))")")
+      "$mode" "$cap" "$n" "$failed" "$p50" "$p99" "$max" "${peak:-?}" "${refused:-?}" "$(( ${rss:-0} / 1024 ))")")
     stop_server
   done
 done
@@ -152,6 +162,9 @@ done
 echo
 echo "Honest clients: 2 curl loops from 127.0.0.2, a new connection per POST /draw; latency in ms."
 echo "Attacks: slowhttptest from 127.0.0.1, $conns connections, ${seconds}s; default timeouts (read 10 s, write 10 s)."
+echo
+echo "open conn: peak of fairdraw_state{name=\"open_connections\"} during the run; refused/ad: connections"
+echo "refused by the per-address cap; RSS: the server's VmRSS at the end of the attack."
 echo
 echo "| attack    |  cap | honest | fail | p50 ms  | p99 ms  | max ms  | open conn | refused/ad | RSS MiB |"
 echo "|-----------|------|--------|------|---------|---------|---------|-----------|------------|---------|"

@@ -69,7 +69,7 @@ json dockerfile_exec_form(const std::string& dockerfile, const std::string& inst
 int check_config(const std::string& file, const std::map<std::string, std::string>& env, std::string& out) {
   std::string command = "env";
   for (const char* name : {"FAIRDRAW_LISTEN", "FAIRDRAW_DATABASE_URL", "FAIRDRAW_REDIS_URL", "FAIRDRAW_ADMIN_TOKEN",
-                           "FAIRDRAW_THREADS", "FAIRDRAW_TEST_MODE"}) {
+                           "FAIRDRAW_THREADS", "FAIRDRAW_TEST_MODE", "FAIRDRAW_TEST_PG_DIR"}) {
     command += std::string(" -u ") + name;
   }
   for (const auto& [key, value] : env) command += " " + key + "='" + value + "'";

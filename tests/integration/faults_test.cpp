@@ -145,16 +145,22 @@ class FaultsTest : public ::testing::Test {
   // stored outcome when the first attempt had drawn (DESIGN.md section 2).
   static void retry_unanswered(const FairdrawServer& server, Load& load) {
     HttpClient c = server.client();
+    int replayed = 0;
     for (const std::string& key : load.unanswered) {
       const std::string user = key == "probe-during-outage"
                                    ? "probe-user"
                                    : "user-" + std::to_string(std::stoi(key.substr(key.rfind('-') + 1)) % 64);
       const HttpResponse r = post_draw(c, "f1", user, key);
       ASSERT_EQ(r.status, 200) << key << ":\n" << r.describe();
+      if (r.header("idempotent-replayed").value_or("") == "true") ++replayed;
       const json d = r.json();
       load.acked.push_back({key, d.value("draw_id", ""), d.value("seq", std::int64_t{-1}), d.value("won", false),
                             d.value("prize", json())});
     }
+    // A replayed key had drawn before its reply was lost; check_record then proves the replay
+    // is that draw (one row per key, at the replay's seq).
+    RecordProperty("retried", static_cast<int>(load.unanswered.size()));
+    RecordProperty("retried_replayed", replayed);
   }
 
   // DESIGN.md section 5 on the record once the worker has caught up: `taken` rows, seqs
@@ -182,6 +188,14 @@ class FaultsTest : public ::testing::Test {
       ASSERT_GE(a.seq, 0) << a.key;
       ASSERT_LT(a.seq, taken) << a.key;
       EXPECT_EQ(trail[static_cast<std::size_t>(a.seq)]["draw_id"], a.draw_id) << "acked draw " << a.key << " lost";
+    }
+    // Readable one by one too (a sample of about 200).
+    const std::size_t step = std::max<std::size_t>(1, acked.size() / 200);
+    for (std::size_t i = 0; i < acked.size(); i += step) {
+      const HttpResponse got = c.get("/draws/" + acked[i].draw_id);
+      ASSERT_EQ(got.status, 200) << "acknowledged draw " << acked[i].key << " not readable:\n" << got.describe();
+      EXPECT_EQ(got.json()["seq"], acked[i].seq) << got.body;
+      EXPECT_EQ(got.json()["prize"], acked[i].prize) << got.body;
     }
     // Exactly once in PostgreSQL: one row per seq, per draw_id and per Idempotency-Key.
     EXPECT_EQ(pg_int(server, "SELECT count(*) FROM draws WHERE activity_id = 'f1'"), taken);

@@ -166,6 +166,12 @@ HonestLoad::HonestLoad(std::uint16_t port, std::string activity_id, int threads,
         const double ms =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
         samples_[slot].push_back(ms);
+        if (ms > 300 && std::getenv("FAIRDRAW_HOSTILE_DEBUG") != nullptr) {
+          std::fprintf(stderr, "[hostile] slow honest draw: thread %d #%zu %.1f ms (status %d) at +%lld ms\n", t, i, ms,
+                       r.status,
+                       static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                  started.time_since_epoch()).count() % 100000));
+        }
         if (r.status != 200) {
           if (failures_[slot]++ == 0) first_failure_[slot] = r.describe().substr(0, 600);
           client.close();
