@@ -1,7 +1,9 @@
 // Engine micro-benchmarks: deck shuffle by size, the idempotency table and the
 // quota book under the draw path's access pattern.
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,53 @@ void BM_quota_take(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_quota_take)->Threads(1)->Threads(2);
+
+// Heap bytes in use (glibc), to measure what an entry costs.
+std::size_t heap_in_use() { return mallinfo2().uordblks; }
+
+// Memory per user: 10^6 distinct users with one draw each, as a campaign's
+// first day leaves them. User ids as clients send them ("user-" + 7 digits,
+// 12 bytes; a UUID would add a heap string of its own to each).
+void BM_quota_bytes_per_user(benchmark::State& state) {
+  const auto users = static_cast<std::int64_t>(state.range(0));
+  const fairdraw::QuotaBook::Limits limits{10, 10};
+  double bytes = 0;
+  for (auto _ : state) {
+    const std::size_t before = heap_in_use();
+    auto book = std::make_unique<fairdraw::QuotaBook>();
+    for (std::int64_t u = 0; u < users; ++u) {
+      benchmark::DoNotOptimize(book->take("user-" + std::to_string(1'000'000 + u), 20000, limits));
+    }
+    bytes = static_cast<double>(heap_in_use() - before) / static_cast<double>(users);
+  }
+  state.counters["bytes_per_user"] = bytes;
+}
+BENCHMARK(BM_quota_bytes_per_user)->Arg(1'000'000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// Memory per idempotency entry: a full ring of completed draws with
+// UUID-sized keys and ULID draw ids, as the hot path leaves them.
+void BM_idempotency_bytes_per_entry(benchmark::State& state) {
+  const auto entries = static_cast<std::int64_t>(state.range(0));
+  double bytes = 0;
+  for (auto _ : state) {
+    const std::size_t before = heap_in_use();
+    auto table = std::make_unique<fairdraw::IdempotencyTable>(static_cast<std::size_t>(entries), 3'600'000);
+    for (std::int64_t i = 0; i < entries; ++i) {
+      const std::string key = "7f1c2a9e-0000-4000-8000-" + std::to_string(100'000'000'000 + i);
+      auto claim = table->claim("bench", key, 7, 1000);
+      fairdraw::DrawRecord r;
+      r.draw_id = "01JDRAWIDFROMTHERESPONSE00";
+      r.activity_id = "bench";
+      r.user_id = "user-" + std::to_string(1'000'000 + i);
+      r.idempotency_key = key;
+      r.seq = i;
+      table->complete(claim.entry, std::move(r));
+    }
+    bytes = static_cast<double>(heap_in_use() - before) / static_cast<double>(entries);
+  }
+  state.counters["bytes_per_entry"] = bytes;
+}
+BENCHMARK(BM_idempotency_bytes_per_entry)->Arg(262'144)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 void BM_ulid(benchmark::State& state) {
   fairdraw::CsprngEntropy entropy;

@@ -81,6 +81,7 @@ honest() {
   : >"$out"
   local pids=()
   for w in 1 2; do
+    : >"$out.$w"
     (
       i=0
       while [ "$(date +%s)" -lt "$end" ]; do
@@ -122,7 +123,7 @@ open_conns() {
 declare -A mode_flags=(
   [slowloris]="-H -i 1 -t GET -u URL/activities"
   [slow-body]="-B -i 1 -s 8192 -t POST -f application/json -u URL/draw"
-  [slow-read]="-X -k 20 -n 1 -w 1 -y 64 -z 32 -u URL/activities"
+  [slow-read]="-X -k 10 -n 1 -w 1 -y 64 -z 32 -u URL/activities"
   [none]=""
 )
 rows=()

@@ -808,30 +808,36 @@ double draws_per_second(RedisStore& store, int activities, int draws, int in_fli
     EXPECT_TRUE(store.put_activity("tp-" + std::to_string(a), make_config({{10, 1'000'000}}, 90), kStart).ok());
     EXPECT_TRUE(store.prepare_epoch("tp-" + std::to_string(a), 0).ok());
   }
-  std::atomic<int> issued{0}, done{0}, failed{0};
-  std::mutex m;
-  std::condition_variable cv;
-  const auto started = SteadyClock::now();
-  std::function<void()> issue = [&] {
-    const int i = issued.fetch_add(1);
-    if (i >= draws) return;
-    store.draw(DrawCommand{"tp-" + std::to_string(i % activities), "u" + std::to_string(i % 1000),
-                           "k" + std::to_string(i), kStart},
-               [&](Result<DrawOutcome> r) {
-                 if (!r.ok()) failed.fetch_add(1);
-                 if (done.fetch_add(1) + 1 == draws) {
-                   std::lock_guard lock(m);
-                   cv.notify_all();
-                 }
-                 issue();
-               });
+  // Shared with the callbacks, which may still run (issuing nothing) after the last draw.
+  struct Run {
+    RedisStore* store = nullptr;
+    int activities = 0;
+    int draws = 0;
+    std::atomic<int> issued{0}, done{0}, failed{0};
+    std::promise<void> finished;
+    static void issue(const std::shared_ptr<Run>& run) {
+      const int i = run->issued.fetch_add(1);
+      if (i >= run->draws) return;
+      run->store->draw(DrawCommand{"tp-" + std::to_string(i % run->activities), "u" + std::to_string(i % 1000),
+                                   "k" + std::to_string(i), kStart},
+                       [run](Result<DrawOutcome> r) {
+                         if (!r.ok()) run->failed.fetch_add(1);
+                         issue(run);
+                         if (run->done.fetch_add(1) + 1 == run->draws) run->finished.set_value();
+                       });
+    }
   };
-  for (int i = 0; i < in_flight; ++i) issue();
-  std::unique_lock lock(m);
-  cv.wait_for(lock, 120s, [&] { return done.load() == draws; });
+  auto run = std::make_shared<Run>();
+  run->store = &store;
+  run->activities = activities;
+  run->draws = draws;
+  auto finished = run->finished.get_future();
+  const auto started = SteadyClock::now();
+  for (int i = 0; i < in_flight; ++i) Run::issue(run);
+  EXPECT_EQ(finished.wait_for(120s), std::future_status::ready);
   const double seconds = std::chrono::duration<double>(SteadyClock::now() - started).count();
-  EXPECT_EQ(failed.load(), 0);
-  return done.load() / seconds;
+  EXPECT_EQ(run->failed.load(), 0);
+  return run->done.load() / seconds;
 }
 
 TEST_F(RedisClusterTest, DISABLED_RedisClusterThroughputOneServerVersusThreeMasters) {

@@ -43,10 +43,13 @@ class QuotaBook {
     // (day << 24) | count: one word, so a new day resets the count in the same CAS.
     std::atomic<std::uint64_t> day_word{0};
   };
-  // Transparent hashing: lookups by string_view build no std::string.
+  // Transparent hashing: lookups by string_view build no std::string. Not
+  // noexcept on purpose: libstdc++ then keeps each node's hash, so a lookup
+  // compares strings only on a hash match and a rehash does not hash every id
+  // again (a noexcept custom hash counts as "fast" and is not cached).
   struct IdHash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   struct Shard {
     mutable std::mutex mutex;
