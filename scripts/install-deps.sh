@@ -8,6 +8,7 @@ packages=(
   libboost-dev libboost-system-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libssl-dev libsqlite3-dev sqlite3 libhiredis-dev libpq-dev prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev tzdata curl wrk redis-server postgresql
+  clang-14 libclang-rt-14-dev slowhttptest
   docker-compose
 )
 

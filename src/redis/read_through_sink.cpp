@@ -61,14 +61,15 @@ Result<DrawPage> ReadThroughSink::user_draws(std::string_view user_id, std::opti
                                              std::optional<std::string_view> cursor, std::size_t limit) {
   std::optional<Position> after;
   if (cursor) after = parse_cursor(*cursor);
-  // Redis first (see find_draw). Up to `limit` + 1 newest per activity is enough: no more
-  // than `limit` can be shown, one more says there are more.
+  // Redis first (see find_draw). Per activity: the draws of the cursor's millisecond and the
+  // `limit` + 1 newest before it (ties included): no more than `limit` can be shown, and more
+  // than `limit` after the cursor says there are more.
   auto pending = limit == 0 || (cursor && !after)
                      ? Result<std::vector<DrawRecord>>(std::vector<DrawRecord>{})
                      : store_.unpersisted_user_draws(
                            std::string(user_id),
                            activity_id ? std::optional<std::string>(std::string(*activity_id)) : std::nullopt,
-                           limit + 1);
+                           limit + 1, after ? std::optional<std::int64_t>(after->drawn_at_ms) : std::nullopt);
   auto page = db_.user_draws(user_id, activity_id, cursor, limit);
   if (!page.ok() || !pending.ok() || pending->empty()) return page;  // Redis unavailable: the database's page
 

@@ -973,7 +973,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
 
   Result<std::vector<DrawRecord>> unpersisted_user_draws(const std::string& user_id,
                                                          const std::optional<std::string>& activity_id,
-                                                         std::size_t limit) {
+                                                         std::size_t limit, std::optional<std::int64_t> at_or_before_ms) {
     if (user_id.empty() || limit == 0) return std::vector<DrawRecord>{};
     std::vector<std::string> ids;
     if (activity_id) {
@@ -981,7 +981,8 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     } else {
       ids = activity_ids();
     }
-    auto found = find_unpersisted(ids, {"user", std::to_string(limit)}, user_id);
+    auto found = find_unpersisted(
+        ids, {"user", std::to_string(limit), at_or_before_ms ? std::to_string(*at_or_before_ms) : ""}, user_id);
     if (!found.ok()) return found.error();
     std::vector<DrawRecord>& records = found.value();
     std::erase_if(records, [&](const DrawRecord& r) { return r.user_id != user_id; });
@@ -1113,8 +1114,9 @@ Result<std::optional<DrawRecord>> RedisStore::find_unpersisted_draw(const std::s
 
 Result<std::vector<DrawRecord>> RedisStore::unpersisted_user_draws(const std::string& user_id,
                                                                     const std::optional<std::string>& activity_id,
-                                                                    std::size_t limit) {
-  return impl_->unpersisted_user_draws(user_id, activity_id, limit);
+                                                                    std::size_t limit,
+                                                                    std::optional<std::int64_t> at_or_before_ms) {
+  return impl_->unpersisted_user_draws(user_id, activity_id, limit, at_or_before_ms);
 }
 
 std::uint64_t RedisStore::draws_shed() const { return impl_->shed.load(std::memory_order_relaxed); }

@@ -325,12 +325,37 @@ return out
 // id and `fd:{A}:unpersisted:u:<user>` holds the user's draw ids scored by drawn_at_ms, both
 // written by the draw script and cleaned by the stream worker after its XACK. An index entry
 // whose stream entry is gone (trimmed after a cleanup that failed) is dropped here.
+// A user's: every draw at the cursor's millisecond (ARGV 3, '' for none), then the newest n
+// before it, plus every draw sharing the n-th one's millisecond, so that whatever ranks among
+// the next n after the cursor in any order within a millisecond (the caller orders by seq and
+// draw_id too) is returned.
 // KEYS: 1 unpersisted, 2 stream, 3 unpersisted:u:<user> (or absent)
-// ARGV: 1 'id' | 'user', 2 draw_id (id) or limit (user)
-// Returns a list of stream entry field lists ({field, value, ...}), newest first for a user.
+// ARGV: 1 'id' | 'user', 2 draw_id (id) or n (user), 3 cursor's drawn_at_ms or '' (user)
+// Returns a list of stream entry field lists ({field, value, ...}).
 inline constexpr const char* kFindUnpersisted = R"lua(
-local ids
-if ARGV[1] == 'id' then ids = {ARGV[2]} else ids = redis.call('ZREVRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1) end
+local ids = {}
+if ARGV[1] == 'id' then
+  ids = {ARGV[2]}
+else
+  local n = tonumber(ARGV[2])
+  local upper = '+inf'
+  if ARGV[3] ~= '' then
+    ids = redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[3], ARGV[3])
+    upper = '(' .. ARGV[3]
+  end
+  local older = redis.call('ZREVRANGEBYSCORE', KEYS[3], upper, '-inf', 'LIMIT', 0, n)
+  local have = {}
+  for _, id in ipairs(older) do
+    ids[#ids + 1] = id
+    have[id] = true
+  end
+  if #older == n then
+    local s = redis.call('ZSCORE', KEYS[3], older[n])
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], s, s)) do
+      if not have[id] then ids[#ids + 1] = id end
+    end
+  end
+end
 local out = {}
 for _, id in ipairs(ids) do
   local entry = redis.call('HGET', KEYS[1], id)

@@ -719,6 +719,13 @@ TEST_F(RedisClusterWorkerTest, ReadsFindDrawsNotYetPersistedAndPagesStayConsiste
     alice.push_back(r->record);
   }
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(draw_sync(s, ids[0], "bob", "b" + std::to_string(i), kStart + i).ok());
+  // 7 draws of "carol" in one millisecond, 2 more in an older one: pages cut through ties.
+  std::vector<DrawRecord> carol;
+  for (int i = 0; i < 9; ++i) {
+    auto r = draw_sync(s, ids[1], "carol", "c" + std::to_string(i), i < 2 ? kStart + 400 : kStart + 500);
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    carol.push_back(r->record);
+  }
 
   PgSinkOptions sink_options;
   sink_options.url = url;
@@ -747,12 +754,13 @@ TEST_F(RedisClusterWorkerTest, ReadsFindDrawsNotYetPersistedAndPagesStayConsiste
   EXPECT_FALSE(none->has_value());
 
   // Pages of 5, newest first, then the same after the worker persisted everything.
-  const auto all_pages = [&](std::optional<std::string> activity) {
+  const auto all_pages = [&](std::optional<std::string> activity, std::string user = "alice",
+                            std::size_t limit = 5) {
     std::vector<std::string> seen;
     std::optional<std::string> cursor;
-    for (int page = 0; page < 10; ++page) {
-      auto p = reads.user_draws("alice", activity ? std::optional<std::string_view>(*activity) : std::nullopt,
-                                cursor ? std::optional<std::string_view>(*cursor) : std::nullopt, 5);
+    for (int page = 0; page < 20; ++page) {
+      auto p = reads.user_draws(user, activity ? std::optional<std::string_view>(*activity) : std::nullopt,
+                                cursor ? std::optional<std::string_view>(*cursor) : std::nullopt, limit);
       EXPECT_TRUE(p.ok()) << p.error().detail;
       if (!p.ok()) break;
       for (const auto& r : p->items) seen.push_back(r.draw_id);
@@ -769,6 +777,11 @@ TEST_F(RedisClusterWorkerTest, ReadsFindDrawsNotYetPersistedAndPagesStayConsiste
     if (it->activity_id == "read-b") of_b.push_back(it->draw_id);
   }
   EXPECT_EQ(all_pages(std::string("read-b")), of_b);
+  // Newest first: the 7 of the later millisecond by seq descending, then the 2 older ones.
+  std::vector<std::string> carol_order;
+  for (auto it = carol.rbegin(); it != carol.rend(); ++it) carol_order.push_back(it->draw_id);
+  EXPECT_EQ(all_pages(std::nullopt, "carol", 2), carol_order);
+  EXPECT_EQ(all_pages(std::string("read-b"), "carol", 3), carol_order);
 
   StreamWorkerOptions wo;
   wo.redis = cluster_->options();
@@ -778,7 +791,7 @@ TEST_F(RedisClusterWorkerTest, ReadsFindDrawsNotYetPersistedAndPagesStayConsiste
   wo.claim_idle = std::chrono::hours(1);
   workers_.push_back(std::make_unique<StreamWorker>(wo, db));
   workers_.back()->start();
-  ASSERT_TRUE(wait_until([&] { return fairdraw::test::pg_query_int(url, "SELECT COUNT(*) FROM draws") == 15; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return fairdraw::test::pg_query_int(url, "SELECT COUNT(*) FROM draws") == 24; }, 20s));
   // The worker cleans the index once the rows are committed.
   ASSERT_TRUE(wait_until(
       [&] {
@@ -791,6 +804,7 @@ TEST_F(RedisClusterWorkerTest, ReadsFindDrawsNotYetPersistedAndPagesStayConsiste
       10s));
   EXPECT_EQ(all_pages(std::nullopt), newest_first);
   EXPECT_EQ(all_pages(std::string("read-b")), of_b);
+  EXPECT_EQ(all_pages(std::nullopt, "carol", 2), carol_order);
   for (const DrawRecord& want : alice) {
     auto got = reads.find_draw(want.draw_id);
     ASSERT_TRUE(got.ok() && got->has_value()) << want.draw_id;

@@ -90,12 +90,15 @@ class RedisStore final : public Store {
   bool ready() const override;
   StoreStats stats() const override;
   // Draws in Redis not yet persisted by the stream worker (the read index the draw script
-  // writes, cleaned by the worker): by draw id (every activity is asked), and a user's, newest
-  // first, at most `limit` per activity. Blocking, as the other reads.
+  // writes, cleaned by the worker): by draw id (every activity is asked), and a user's: per
+  // activity every draw made at `at_or_before_ms` (a page cursor's millisecond), then the
+  // newest `limit` before it (all of them before any cursor), plus those sharing the last
+  // one's millisecond; unordered. Blocking, as the other reads.
   Result<std::optional<DrawRecord>> find_unpersisted_draw(const std::string& draw_id);
   Result<std::vector<DrawRecord>> unpersisted_user_draws(const std::string& user_id,
                                                          const std::optional<std::string>& activity_id,
-                                                         std::size_t limit);
+                                                         std::size_t limit,
+                                                         std::optional<std::int64_t> at_or_before_ms = std::nullopt);
 
   // Draws refused because max_in_flight_draws were in flight.
   std::uint64_t draws_shed() const;
