@@ -325,8 +325,10 @@ TEST_F(RedisClusterTest, MovedAfterASlotMigrationIsFollowedAndTheMapPatched) {
   RedisRouter& r = router();
   const std::string key = "fd:{moving}:seq";
   const std::uint16_t slot = key_slot(key);
-  ASSERT_TRUE(call(r, key, {"SET", key, "41"}).ok());
+  // Map first: a command sent before it may be redirected, and the refresh that MOVED asks for
+  // could then land after the migration below and hide it.
   ASSERT_TRUE(wait_until([&] { return r.stats().map_known; }, 5s));
+  ASSERT_TRUE(call(r, key, {"SET", key, "41"}).ok());
   const std::uint16_t from = cluster_->owner(slot);
   const std::uint16_t to = other_master(from);
   ASSERT_TRUE(cluster_->move_slot(slot, to));
@@ -352,8 +354,8 @@ TEST_F(RedisClusterTest, AskDuringAMigrationGoesToTheImportingNodeOnce) {
   const std::string moved_key = "fd:{asking}:a";
   const std::string new_key = "fd:{asking}:b";
   const std::uint16_t slot = key_slot(moved_key);
-  ASSERT_TRUE(call(r, moved_key, {"SET", moved_key, "here"}).ok());
   ASSERT_TRUE(wait_until([&] { return r.stats().map_known; }, 5s));
+  ASSERT_TRUE(call(r, moved_key, {"SET", moved_key, "here"}).ok());
   const std::uint16_t from = cluster_->owner(slot);
   const std::uint16_t to = other_master(from);
   // The slot is half-way: its key already on `to`, the slot still `from`'s.
@@ -384,9 +386,9 @@ TEST_F(RedisClusterTest, TryAgainDuringAMigrationIsRetriedUntilItSettles) {
   const std::string a = "fd:{retry}:a";
   const std::string b = "fd:{retry}:b";
   const std::uint16_t slot = key_slot(a);
+  ASSERT_TRUE(wait_until([&] { return r.stats().map_known; }, 5s));
   ASSERT_TRUE(call(r, a, {"SET", a, "1"}).ok());
   ASSERT_TRUE(call(r, b, {"SET", b, "2"}).ok());
-  ASSERT_TRUE(wait_until([&] { return r.stats().map_known; }, 5s));
   const std::uint16_t from = cluster_->owner(slot);
   const std::uint16_t to = other_master(from);
   ASSERT_TRUE(cluster_->begin_migration(slot, from, to, false));
