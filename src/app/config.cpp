@@ -262,6 +262,7 @@ const std::vector<Field>& fields() {
       {.path = "redis.url", .bind = FAIRDRAW_BIND(redis_url), .check = check_redis_url, .secret = Secret::url_password},
       {.path = "redis.stream_batch", .bind = FAIRDRAW_BIND(redis_stream_batch), .min = 1, .max = 100'000},
       {.path = "redis.claim_idle_ms", .bind = FAIRDRAW_BIND(redis_claim_idle_ms), .min = 100, .max = kDayMs},
+      {.path = "redis.max_in_flight_draws", .bind = FAIRDRAW_BIND(redis_max_in_flight_draws), .min = 1, .max = 10'000'000},
       {.path = "database.url",
        .bind = FAIRDRAW_BIND(database.url),
        .check = check_database_url,

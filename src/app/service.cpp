@@ -504,6 +504,7 @@ Status build_clustered(Service::Impl& s) {
   store_options.require_token = c.draw.require_token;
   store_options.token_ttl_ms = c.draw.token_ttl_s * 1000;
   store_options.zoneinfo_dir = c.zoneinfo_dir;
+  store_options.max_in_flight_draws = static_cast<std::uint64_t>(c.redis_max_in_flight_draws);
   store_options.encode_config = [](const ActivityConfig& a) { return activity_config_json(a).dump(); };
   store_options.decode_config = [](const std::string& text) -> Result<ActivityConfig> {
     auto parsed = nlohmann::json::parse(text, nullptr, false);

@@ -1,7 +1,8 @@
 // StreamWorker: Redis streams -> Sink, through the consumer group "fairdraw-persist".
-// One loop thread does everything in order (discover, maintain, claim, read, persist, ack),
-// waiting on the Redis connections' callbacks and on the sink's acks; the io thread only
-// runs the two connections. See the header for the guarantees.
+// One loop thread does everything in order (discover, claim, read, persist, ack), waiting on
+// the Redis connections' callbacks and on the sink's acks; the io thread runs the two
+// connections and, on a timer of its own, the maintenance pass (trim and lag), which never
+// waits for the loop. See the header for the guarantees.
 #include "fairdraw/redis/stream_worker.hpp"
 
 #include <unistd.h>
@@ -29,6 +30,8 @@
 #pragma GCC diagnostic ignored "-Wnull-dereference"
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #pragma GCC diagnostic pop
 
 namespace fairdraw::redis {
@@ -215,6 +218,15 @@ struct Round {
   }
 };
 
+// One maintenance pass in flight: the replies of the maintain script, one per stream.
+struct MaintainPass {
+  explicit MaintainPass(std::vector<std::string> a) : activities(std::move(a)), replies(activities.size()) {}
+  std::mutex mutex;
+  std::vector<std::string> activities;
+  std::vector<std::optional<Result<RedisReply>>> replies;
+  std::size_t answered = 0;  // guarded by mutex
+};
+
 }  // namespace
 
 struct StreamWorker::Impl {
@@ -222,6 +234,7 @@ struct StreamWorker::Impl {
       : options(std::move(o)),
         sink(s),
         guard(net::make_work_guard(io)),
+        maintain_timer(io),
         maintain_script(kMaintainScript),
         forget_script(kForgetConsumersScript),
         forget_persisted_script(scripts::kForgetPersisted) {
@@ -237,6 +250,9 @@ struct StreamWorker::Impl {
   Sink& sink;
   net::io_context io;
   net::executor_work_guard<net::io_context::executor_type> guard;
+  // The maintenance pass (trim and lag) runs on the io thread, by this timer, apart from the
+  // loop: a round blocked on the sink (PostgreSQL down) must not freeze the lag figures.
+  net::steady_timer maintain_timer;  // io thread only
   std::thread io_thread;
   std::thread loop_thread;
   std::shared_ptr<RedisRouter> reader;   // XREADGROUP only (it may BLOCK)
@@ -263,6 +279,8 @@ struct StreamWorker::Impl {
   std::atomic<bool> redis_ok{false};
   mutable std::mutex lag_mutex;
   std::vector<StreamLag> lag;  // guarded by lag_mutex
+  std::vector<std::string> maintained;  // the streams with the group, for the maintenance pass; guarded by lag_mutex
+  std::atomic<bool> groups_lost{false};  // the maintenance pass found a stream or group gone
 
   // Loop thread only.
   std::set<std::string> grouped;         // activities whose stream has the group
@@ -273,8 +291,9 @@ struct StreamWorker::Impl {
   SteadyClock::time_point retry_at{};
   std::chrono::milliseconds retry_backoff{0};
   std::chrono::milliseconds redis_backoff{0};
-  SteadyClock::time_point next_discover{}, next_maintain{}, next_claim{};
-  std::unordered_map<std::string, SteadyClock::time_point> logged_at;
+  SteadyClock::time_point next_discover{}, next_claim{};
+  std::mutex log_mutex;  // the loop and the io thread (maintenance) both log
+  std::unordered_map<std::string, SteadyClock::time_point> logged_at;  // guarded by log_mutex
 
   // ---- logging --------------------------------------------------------------------------
 
@@ -285,9 +304,12 @@ struct StreamWorker::Impl {
   // At most once per kLogEvery for the same message.
   void log_limited(WorkerLogLevel level, const std::string& message, std::string_view detail) {
     const auto now = SteadyClock::now();
-    auto [it, fresh] = logged_at.try_emplace(message, now);
-    if (!fresh && now - it->second < kLogEvery) return;
-    it->second = now;
+    {
+      std::lock_guard lock(log_mutex);
+      auto [it, fresh] = logged_at.try_emplace(message, now);
+      if (!fresh && now - it->second < kLogEvery) return;
+      it->second = now;
+    }
     log(level, message, detail);
   }
 
@@ -409,12 +431,19 @@ struct StreamWorker::Impl {
       }
     }
     streams.assign(grouped.begin(), grouped.end());
+    publish_streams();
+  }
+
+  void publish_streams() {
+    std::lock_guard lock(lag_mutex);
+    maintained = streams;
   }
 
   // A stream or its group vanished (FLUSHALL, a deleted key): create them all again.
   void forget_groups() {
     grouped.clear();
     streams.clear();
+    publish_streams();
     next_discover = SteadyClock::now();
   }
 
@@ -733,25 +762,58 @@ struct StreamWorker::Impl {
     }
   }
 
-  // Trims what every consumer has acked and refreshes the lag figures.
+  // Trims what every consumer has acked and refreshes the lag figures: every
+  // maintain_interval, on the io thread, one script per stream pipelined on the control
+  // router, answered by callbacks. Nothing here waits for the loop, which may be blocked for
+  // long in a round the sink keeps refusing (PostgreSQL down): the figures stay live then.
+  void schedule_maintain(std::chrono::milliseconds after) {
+    maintain_timer.expires_after(after);
+    maintain_timer.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec && !stop_requested()) maintain();
+    });
+  }
+
   void maintain() {
-    const std::vector<std::string> activities = streams;
-    auto replies = script_all(maintain_script, activities, {options.group});
+    std::vector<std::string> activities;
+    {
+      std::lock_guard lock(lag_mutex);
+      activities = maintained;
+    }
+    if (activities.empty()) {
+      std::lock_guard lock(lag_mutex);
+      lag.clear();
+      schedule_maintain(options.maintain_interval);
+      return;
+    }
+    auto pass = std::make_shared<MaintainPass>(std::move(activities));
+    for (std::size_t i = 0; i < pass->activities.size(); ++i) {
+      maintain_script.call(*control, {stream_key(pass->activities[i])}, {options.group},
+                           [this, pass, i](Result<RedisReply> r) {
+                             note(r);
+                             std::lock_guard lock(pass->mutex);
+                             pass->replies[i] = std::move(r);
+                             if (++pass->answered == pass->replies.size()) maintained_pass(*pass);
+                           });
+    }
+  }
+
+  // Every reply of the pass is in (called with pass.mutex held, on the io thread).
+  void maintained_pass(MaintainPass& pass) {
     std::vector<StreamLag> fresh;
-    fresh.reserve(activities.size());
-    for (std::size_t i = 0; i < replies.size(); ++i) {
-      const auto& r = replies[i];
+    fresh.reserve(pass.activities.size());
+    for (std::size_t i = 0; i < pass.replies.size(); ++i) {
+      const auto& r = *pass.replies[i];
       if (!r.ok() || !r->is_array()) {
         log_limited(WorkerLogLevel::warn, "stream worker: stream maintenance failed",
-                    activities[i] + ": " + describe(r));
+                    pass.activities[i] + ": " + describe(r));
         continue;
       }
       if (r->elements.size() != 4) {
-        forget_groups();  // the stream or the group is gone
+        groups_lost.store(true, std::memory_order_release);  // the stream or the group is gone
         continue;
       }
       StreamLag l;
-      l.activity_id = activities[i];
+      l.activity_id = pass.activities[i];
       l.pending = r->elements[0].integer;
       l.unread = r->elements[1].integer;
       l.length = r->elements[2].integer;
@@ -759,22 +821,22 @@ struct StreamWorker::Impl {
                               std::memory_order_relaxed);
       fresh.push_back(std::move(l));
     }
-    std::lock_guard lock(lag_mutex);
-    lag = std::move(fresh);
+    {
+      std::lock_guard lock(lag_mutex);
+      lag = std::move(fresh);
+    }
+    if (!stop_requested()) schedule_maintain(options.maintain_interval);
   }
 
   // ---- the loop ------------------------------------------------------------------------------
 
   void run() {
     while (!stop_requested()) {
+      if (groups_lost.exchange(false, std::memory_order_acq_rel)) forget_groups();
       auto now = SteadyClock::now();
       if (now >= next_discover) {
         discover();
         next_discover = SteadyClock::now() + options.discover_interval;
-      }
-      if (now >= next_maintain) {
-        maintain();
-        next_maintain = SteadyClock::now() + options.maintain_interval;
       }
       if (retry.empty() && now >= next_claim && !stop_requested()) {
         claim();
@@ -784,7 +846,7 @@ struct StreamWorker::Impl {
       if (!retry.empty()) {
         now = SteadyClock::now();
         if (now < retry_at) {
-          sleep_until(std::min({retry_at, next_discover, next_maintain}));
+          sleep_until(std::min(retry_at, next_discover));
           continue;
         }
         retry_round();
@@ -813,6 +875,7 @@ struct StreamWorker::Impl {
     read_options.command_timeout = options.redis.command_timeout + options.block;
     reader = RedisRouter::create(io, read_options);
     control = RedisRouter::create(io, options.redis);
+    schedule_maintain(0ms);
     io_thread = std::thread([this] { io.run(); });
     loop_thread = std::thread([this] { run(); });
   }
@@ -829,6 +892,9 @@ struct StreamWorker::Impl {
     stop_flag.store(true, std::memory_order_release);
     stop_cv.notify_all();
     if (loop_thread.joinable()) loop_thread.join();
+    // The timer is the io thread's; a pass in flight ends with the routers (its callbacks
+    // see stop_requested() and schedule nothing).
+    if (io_thread.joinable()) net::post(io, [this] { maintain_timer.cancel(); });
     if (reader) reader->close();
     if (control) control->close();
     reader.reset();

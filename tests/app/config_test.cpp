@@ -207,6 +207,8 @@ TEST(ConfigTest, EveryScalarFieldHasItsEnvVar) {
       {"FAIRDRAW_LOG_LEVEL", "warn", [](const Config& c) { return c.log_level == "warn"; }},
       {"FAIRDRAW_ZONEINFO_DIR", "/tz", [](const Config& c) { return c.zoneinfo_dir == "/tz"; }},
       {"FAIRDRAW_REDIS_URL", "redis://r:6379", [](const Config& c) { return c.redis_url == "redis://r:6379"; }},
+      {"FAIRDRAW_REDIS_MAX_IN_FLIGHT_DRAWS", "64",
+       [](const Config& c) { return c.redis_max_in_flight_draws == 64; }},
       {"FAIRDRAW_DATABASE_URL", "sqlite:/x.db", [](const Config& c) { return c.database.url == "sqlite:/x.db"; }},
       {"FAIRDRAW_DATABASE_SYNCHRONOUS", "normal", [](const Config& c) { return c.database.synchronous == "normal"; }},
       {"FAIRDRAW_DATABASE_BATCH_MAX", "7", [](const Config& c) { return c.database.batch_max == 7; }},
@@ -270,6 +272,7 @@ TEST(ConfigTest, BadEnvValueNamesTheVariable) {
                                          {"FAIRDRAW_LOG_LEVEL", "verbose"},
                                          {"FAIRDRAW_DATABASE_URL", "mysql://db"},
                                          {"FAIRDRAW_REDIS_URL", "http://cache"},
+                                         {"FAIRDRAW_REDIS_MAX_IN_FLIGHT_DRAWS", "0"},
                                          {"FAIRDRAW_CORS_ALLOWED_ORIGINS", "https://a.example,https://b.example/path"},
                                          {"FAIRDRAW_ADMIN_TOKEN", "has space"}}) {
     auto result = load_config(std::nullopt, {{c.var, c.value}});

@@ -95,6 +95,8 @@ struct Config {
   // XREADGROUP, and how long an entry stays pending before another worker claims it.
   std::int64_t redis_stream_batch = 512;
   std::int64_t redis_claim_idle_ms = 30000;
+  // Draws sent to Redis and not yet answered, per instance; past it a draw gets 503 at once.
+  std::int64_t redis_max_in_flight_draws = 4096;
   std::string log_level = "info";
   std::string zoneinfo_dir = "/usr/share/zoneinfo";
   HttpConfig http;

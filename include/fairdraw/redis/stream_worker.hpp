@@ -22,7 +22,9 @@
 //   pending, logged and retried only when claimed again (it then holds the trim back).
 //
 // Threads: one thread of its own for the loop and one for its io_context (two RedisRouters,
-// i.e. per master one connection for the reads and one for everything else). No call blocks a caller's thread
+// i.e. per master one connection for the reads and one for everything else). The trim and the
+// lag figures (stats().streams) come from a pass every maintain_interval on the io thread, apart
+// from the loop, so they stay live while a round waits for the sink. No call blocks a caller's thread
 // except stop(). Sink acks run on the sink's thread and only touch the round they belong to.
 // Redis Cluster: every command goes through a RedisRouter to the master of its key's slot;
 // reads are split per slot (one XREADGROUP may not name streams of two slots).
@@ -66,7 +68,8 @@ struct StreamWorkerOptions {
   std::function<void(WorkerLogLevel, std::string_view message, std::string_view detail)> log;
 };
 
-// One activity's stream as of the last maintenance pass.
+// One activity's stream as of the last maintenance pass (at most maintain_interval old, also
+// while the worker waits for a sink that refuses).
 struct StreamLag {
   std::string activity_id;
   std::int64_t pending = 0;  // delivered to a worker, not yet acked (not yet in the database)
