@@ -140,6 +140,7 @@ struct options {
   double warmup_s = 2;
   unsigned threads = 1;
   std::string activity = "bench";
+  std::uint64_t activities = 1;  // > 1: activity_id is <activity>-<n mod activities>
   double timeout_s = 5;
   std::size_t hold_connections = 0;
   bool random_keys = false;
@@ -163,6 +164,8 @@ void print_help() {
       "  --warmup S                seconds run before measuring, not recorded (default 2)\n"
       "  --threads T               io threads (default 1)\n"
       "  --activity ID             activity_id of POST /draw (default bench)\n"
+      "  --activities N            spread draws over N activities: ID-0 .. ID-(N-1), request n\n"
+      "                            going to ID-(n mod N) (default 1: ID itself)\n"
       "  --timeout S               per-request (and connect) timeout in seconds (default 5)\n"
       "  --keys sequential|random  Idempotency-Key and user_id of POST /draw: lg-<pid>-<n> with n\n"
       "                            the request's number (default), or lg-<pid>-<16 hex digits>\n"
@@ -284,6 +287,8 @@ options parse_options(int argc, char** argv) {
                       });
       if (!ok) usage_error("--activity: 1..128 chars of [A-Za-z0-9._~-]");
       o.activity = value;
+    } else if (arg == "--activities") {
+      o.activities = static_cast<std::uint64_t>(parse_number(arg, value, 1, 10'000'000));
     } else if (arg == "--timeout") {
       o.timeout_s = parse_number(arg, value, 0.001, 600);
     } else if (arg == "--keys") {
@@ -677,6 +682,11 @@ void connection::build_request() {
   }
   std::string body = "{\"activity_id\":\"";
   body += o.activity;
+  if (o.activities > 1) {
+    const auto a = std::to_chars(num, num + sizeof num, n % o.activities);
+    body += '-';
+    body.append(num, a.ptr);
+  }
   body += "\",\"user_id\":\"";
   body += id;
   body += "\"}";

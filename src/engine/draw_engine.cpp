@@ -694,6 +694,7 @@ Status DrawEngine::recover_activity(const StoredActivity& stored) {
   if (auto loaded = TimeZone::load(config->time_zone, options_.zoneinfo_dir); loaded.ok()) {
     tz = std::move(loaded.value());
   }
+  act->quotas.reserve(totals->draws_by_user.size());
   for (const auto& [user, count] : totals->draws_by_user) act->quotas.restore_total(user, count);
   const std::int64_t today = tz.local_day(now);
   auto today_counts = sink_.user_counts_since(stored.id, tz.day_start_ms(today));

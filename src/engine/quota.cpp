@@ -71,6 +71,13 @@ void QuotaBook::give_back(std::string_view user_id, std::int64_t day) {
   }
 }
 
+void QuotaBook::reserve(std::size_t users) {
+  for (auto& shard : shards_) {
+    std::lock_guard lock(shard->mutex);
+    shard->users.reserve(shard->users.size() + users / kShards + users / (4 * kShards) + 1);
+  }
+}
+
 void QuotaBook::restore_total(std::string_view user_id, std::int64_t count) {
   counter(user_id).total.store(count, std::memory_order_relaxed);
 }

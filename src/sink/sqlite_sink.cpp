@@ -227,13 +227,13 @@ constexpr std::string_view kDrawsSince =
 constexpr std::string_view kUserCountsSince =
     "SELECT user_id, COUNT(*) FROM draws WHERE activity_id = ?1 AND drawn_at_ms >= ?2"
     " GROUP BY user_id ORDER BY user_id";
-constexpr std::string_view kWinsByPrize =
-    "SELECT prize_id, COUNT(*) FROM draws WHERE activity_id = ?1 AND won = 1"
-    " AND prize_id IS NOT NULL GROUP BY prize_id ORDER BY prize_id";
-constexpr std::string_view kDrawsByUser =
-    "SELECT user_id, COUNT(*) FROM draws WHERE activity_id = ?1 GROUP BY user_id ORDER BY user_id";
-constexpr std::string_view kFirstSeqByEpoch =
-    "SELECT epoch, MIN(seq) FROM draws WHERE activity_id = ?1 GROUP BY epoch ORDER BY epoch";
+// Recovery reads an activity's draws once, in seq order (the (activity_id, seq)
+// index, then rows in insertion order), and counts in memory: grouping by user in
+// SQLite sorted every draw in a temporary b-tree, once for totals and once more
+// for today's counts.
+constexpr std::string_view kTotalsScan =
+    "SELECT seq, epoch, user_id, drawn_at_ms, won, prize_id FROM draws WHERE activity_id = ?1"
+    " ORDER BY seq";
 constexpr std::string_view kSaveActivity =
     "INSERT INTO activities (id, config_json, ended, created_at_ms, updated_at_ms)"
     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET"
@@ -343,6 +343,18 @@ struct SqliteSink::Impl {
   std::atomic<bool> is_healthy{true};
   mutable std::mutex error_mutex;
   std::string last_error;
+
+  // What load_totals saw of an activity's recent draws, so that the per-day
+  // counts asked for next (user_counts_since) need no second pass over them.
+  // Valid while the activity's MAX(seq) is unchanged; used once.
+  struct RecentDraws {
+    std::int64_t next_seq = 0;
+    std::int64_t window_start_ms = 0;  // every draw at or after it is in rows
+    std::deque<std::string> users;
+    std::vector<std::pair<std::uint32_t, std::int64_t>> rows;  // (index in users, drawn_at_ms)
+  };
+  std::mutex recent_mutex;
+  std::unordered_map<std::string, RecentDraws> recent;
 
   std::mutex stop_mutex;
   bool stopped = false;
@@ -1075,13 +1087,43 @@ Result<std::vector<DrawRecord>> SqliteSink::draws_since(std::string_view activit
 Result<std::vector<std::pair<std::string, std::int64_t>>> SqliteSink::user_counts_since(
     std::string_view activity_id, std::int64_t since_ms) {
   using Counts = std::vector<std::pair<std::string, std::int64_t>>;
+  std::optional<Impl::RecentDraws> recent;
+  {
+    std::lock_guard lock(impl_->recent_mutex);
+    if (auto it = impl_->recent.find(std::string(activity_id)); it != impl_->recent.end()) {
+      if (since_ms >= it->second.window_start_ms) recent = std::move(it->second);
+      impl_->recent.erase(it);
+    }
+  }
   return impl_->read<Counts>("counting draws per user", [&](Connection& c) -> Result<Counts> {
+    Counts counts;
+    if (recent) {
+      // Still the snapshot load_totals read if no draw was recorded since.
+      auto stmt = c.statement(kMaxSeq);
+      if (!stmt.ok()) return stmt.error();
+      StatementScope scope(*stmt);
+      bind_text(*stmt, 1, activity_id);
+      std::int64_t next_seq = 0;
+      auto ran = run_rows(c, *stmt, "reading MAX(seq)", [&](sqlite3_stmt* s) {
+        next_seq = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0) + 1;
+      });
+      if (!ran.ok()) return ran.error();
+      if (next_seq == recent->next_seq) {
+        std::vector<std::int64_t> per_user(recent->users.size(), 0);
+        for (const auto& [user, ms] : recent->rows) {
+          if (ms >= since_ms) ++per_user[user];
+        }
+        for (std::size_t i = 0; i < per_user.size(); ++i) {
+          if (per_user[i] > 0) counts.emplace_back(std::move(recent->users[i]), per_user[i]);
+        }
+        return counts;
+      }
+    }
     auto stmt = c.statement(kUserCountsSince);
     if (!stmt.ok()) return stmt.error();
     StatementScope scope(*stmt);
     bind_text(*stmt, 1, activity_id);
     sqlite3_bind_int64(*stmt, 2, since_ms);
-    Counts counts;
     auto ran = run_rows(c, *stmt, "counting draws", [&](sqlite3_stmt* s) {
       counts.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
     });
@@ -1091,45 +1133,80 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> SqliteSink::user_count
 }
 
 Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id) {
-  return impl_->read<ActivityTotals>(
+  // Draws this much older than the newest one are not kept for user_counts_since:
+  // a local day starts at most ~26 hours before any time in it.
+  constexpr std::int64_t kRecentWindowMs = 48LL * 3600 * 1000;
+  Impl::RecentDraws recent;
+  auto loaded = impl_->read<ActivityTotals>(
       "loading totals", [&](Connection& c) -> Result<ActivityTotals> {
-        // One read transaction: all four answers describe the same snapshot.
-        if (auto begun = c.exec("BEGIN", "starting a read"); !begun.ok()) return begun.error();
         ActivityTotals totals;
-        auto query = [&](std::string_view sql, auto&& on_row) -> Status {
-          auto stmt = c.statement(sql);
-          if (!stmt.ok()) return stmt.error();
-          StatementScope scope(*stmt);
-          bind_text(*stmt, 1, activity_id);
-          return run_rows(c, *stmt, "reading totals", on_row);
-        };
-        Status status = query(kMaxSeq, [&](sqlite3_stmt* s) {
-          totals.next_seq =
-              sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0) + 1;
+        auto stmt = c.statement(kTotalsScan);
+        if (!stmt.ok()) return stmt.error();
+        StatementScope scope(*stmt);
+        bind_text(*stmt, 1, activity_id);
+        // Keys view the strings in recent.users (a deque: they never move).
+        std::unordered_map<std::string_view, std::uint32_t> user_index;
+        std::vector<std::int64_t> user_draws;
+        std::map<std::string, std::int64_t, std::less<>> wins;
+        std::int64_t newest_ms = std::numeric_limits<std::int64_t>::min();
+        std::int64_t last_epoch = -1;
+        auto ran = run_rows(c, *stmt, "reading totals", [&](sqlite3_stmt* s) {
+          const std::int64_t seq = sqlite3_column_int64(s, 0);
+          const std::int64_t epoch = sqlite3_column_int64(s, 1);
+          const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(s, 2));
+          const std::string_view user(text ? text : "",
+                                      static_cast<std::size_t>(sqlite3_column_bytes(s, 2)));
+          const std::int64_t ms = sqlite3_column_int64(s, 3);
+          totals.next_seq = seq + 1;  // rows come in seq order
+          // Rows come in seq order, so an epoch's first row holds its lowest seq
+          // (epochs only ever grow with seq; the check keeps it right regardless).
+          if (epoch != last_epoch) {
+            auto& firsts = totals.first_seq_by_epoch;
+            auto it = std::find_if(firsts.begin(), firsts.end(),
+                                   [&](const auto& p) { return p.first == epoch; });
+            if (it == firsts.end()) firsts.emplace_back(epoch, seq);
+            last_epoch = epoch;
+          }
+          if (sqlite3_column_int64(s, 4) == 1 && sqlite3_column_type(s, 5) != SQLITE_NULL) {
+            const auto* prize = reinterpret_cast<const char*>(sqlite3_column_text(s, 5));
+            const std::string_view id(prize ? prize : "",
+                                      static_cast<std::size_t>(sqlite3_column_bytes(s, 5)));
+            auto it = wins.find(id);
+            if (it == wins.end()) it = wins.emplace(std::string(id), 0).first;
+            ++it->second;
+          }
+          auto it = user_index.find(user);
+          if (it == user_index.end()) {
+            recent.users.emplace_back(user);
+            it = user_index.emplace(recent.users.back(),
+                                    static_cast<std::uint32_t>(user_draws.size())).first;
+            user_draws.push_back(0);
+          }
+          ++user_draws[it->second];
+          if (ms > newest_ms) newest_ms = ms;
+          if (ms >= newest_ms - kRecentWindowMs) recent.rows.emplace_back(it->second, ms);
         });
-        if (status.ok()) {
-          status = query(kWinsByPrize, [&](sqlite3_stmt* s) {
-            totals.wins_by_prize.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
-          });
+        if (!ran.ok()) return ran.error();
+        if (user_draws.size() > std::numeric_limits<std::uint32_t>::max()) {
+          return make_error(ErrorKind::internal, "too many users in one activity");
         }
-        if (status.ok()) {
-          status = query(kDrawsByUser, [&](sqlite3_stmt* s) {
-            totals.draws_by_user.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
-          });
+        std::sort(totals.first_seq_by_epoch.begin(), totals.first_seq_by_epoch.end());
+        totals.wins_by_prize.assign(wins.begin(), wins.end());
+        totals.draws_by_user.reserve(user_draws.size());
+        for (std::size_t i = 0; i < user_draws.size(); ++i) {
+          totals.draws_by_user.emplace_back(recent.users[i], user_draws[i]);
         }
-        if (status.ok()) {
-          status = query(kFirstSeqByEpoch, [&](sqlite3_stmt* s) {
-            totals.first_seq_by_epoch.emplace_back(sqlite3_column_int64(s, 0),
-                                                   sqlite3_column_int64(s, 1));
-          });
-        }
-        if (!status.ok()) {
-          c.rollback_if_open();
-          return status.error();
-        }
-        if (auto ended = c.exec("COMMIT", "ending a read"); !ended.ok()) return ended.error();
+        recent.next_seq = totals.next_seq;
+        recent.window_start_ms = newest_ms == std::numeric_limits<std::int64_t>::min()
+                                     ? newest_ms
+                                     : newest_ms - kRecentWindowMs;
         return totals;
       });
+  if (loaded.ok()) {
+    std::lock_guard lock(impl_->recent_mutex);
+    impl_->recent.insert_or_assign(std::string(activity_id), std::move(recent));
+  }
+  return loaded;
 }
 
 Status SqliteSink::save_activity(const StoredActivity& activity) {

@@ -489,6 +489,38 @@ TEST_F(StreamWorkerTest, PostgresStoppedMidwayBacklogGrowsNothingAckedThenAllPer
   ASSERT_TRUE(wait_until([&] { return redis_int({"XLEN", key("a")}) == 0; }, 5s));
 }
 
+// The lag figures come from a pass of their own: they follow the stream while a round waits
+// for a sink that does not answer (PostgreSQL down), instead of keeping their last value.
+TEST_F(StreamWorkerTest, LagStaysLiveWhileARoundWaitsForTheSink) {
+  add_activity("a");
+  PgSink& pg = open_sink();
+  SwitchSink stuck(pg);
+  stuck.hold(true);
+  StreamWorkerOptions o = worker_options("w1");
+  o.batch = 40;
+  o.max_round = 40;
+  for (int s = 0; s < 100; ++s) xadd_draw("a", s);
+  StreamWorker& worker = start_worker(o, stuck);
+  ASSERT_TRUE(wait_until([&] { return stuck.appended() == 40; }, 10s)) << stuck.appended();
+  ASSERT_TRUE(wait_until([&] {
+    auto l = lag_of(worker, "a");
+    return l && l->pending == 40 && l->unread == 60;
+  }, 3s));
+  for (int s = 100; s < 150; ++s) xadd_draw("a", s);
+  ASSERT_TRUE(wait_until([&] {
+    auto l = lag_of(worker, "a");
+    return l && l->pending == 40 && l->unread == 110 && l->length == 150;
+  }, 3s)) << "the lag must follow the stream while the round is blocked";
+  EXPECT_EQ(stuck.appended(), 40u) << "no new entry is read while a round waits";
+
+  stuck.hold(false);
+  ASSERT_TRUE(wait_until([&] { return rows() == 150 && pending("a") == 0; }, 20s)) << rows();
+  ASSERT_TRUE(wait_until([&] {
+    auto l = lag_of(worker, "a");
+    return l && l->pending == 0 && l->unread == 0;
+  }, 3s));
+}
+
 TEST_F(StreamWorkerTest, ASecondWorkerClaimsEntriesPendingForADeadOne) {
   add_activity("a");
   PgSink& pg = open_sink();

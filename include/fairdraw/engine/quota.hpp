@@ -29,7 +29,9 @@ class QuotaBook {
   // Gives back a draw taken on `day` (the draw was refused later on).
   void give_back(std::string_view user_id, std::int64_t day);
 
-  // Recovery: totals, and counts for the current day.
+  // Recovery: room for this many users in all (no rehashing while restoring),
+  // totals, and counts for the current day.
+  void reserve(std::size_t users);
   void restore_total(std::string_view user_id, std::int64_t count);
   void restore_day(std::string_view user_id, std::int64_t day, std::int64_t count);
 
