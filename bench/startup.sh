@@ -70,6 +70,9 @@ for r in $(seq 1 "$runs"); do
   wait_ready || { echo "not ready"; cat "$work/out.log"; exit 1; }
   t1=$(date +%s%N)
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-  echo "run $r: ready after $(((t1 - t0) / 1000000)) ms, RSS $((rss / 1024)) MB ($draws draws)"
+  # CPU time used until then (user + system, all threads): on a shared machine the wall time
+  # also counts waiting for a core.
+  cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$pid/stat")
+  echo "run $r: ready after $(((t1 - t0) / 1000000)) ms, $cpu ms CPU, RSS $((rss / 1024)) MB ($draws draws)"
   kill -TERM "$pid"; wait "$pid" || true; pid=
 done

@@ -694,12 +694,26 @@ Status DrawEngine::recover_activity(const StoredActivity& stored) {
   if (auto loaded = TimeZone::load(config->time_zone, options_.zoneinfo_dir); loaded.ok()) {
     tz = std::move(loaded.value());
   }
-  act->quotas.reserve(totals->draws_by_user.size());
-  for (const auto& [user, count] : totals->draws_by_user) act->quotas.restore_total(user, count);
   const std::int64_t today = tz.local_day(now);
   auto today_counts = sink_.user_counts_since(stored.id, tz.day_start_ms(today));
   if (!today_counts.ok()) return today_counts.error();
-  for (const auto& [user, count] : today_counts.value()) act->quotas.restore_day(user, today, count);
+  // One lookup per user when today's counts come in the same user order as the
+  // totals (the SQLite sink gives both in order of each user's first draw);
+  // whatever does not line up is restored on its own afterwards.
+  act->quotas.reserve(totals->draws_by_user.size());
+  const auto& day_counts = today_counts.value();
+  std::size_t next_day = 0;
+  for (const auto& [user, count] : totals->draws_by_user) {
+    if (next_day < day_counts.size() && day_counts[next_day].first == user) {
+      act->quotas.restore(user, count, today, day_counts[next_day].second);
+      ++next_day;
+    } else {
+      act->quotas.restore_total(user, count);
+    }
+  }
+  for (; next_day < day_counts.size(); ++next_day) {
+    act->quotas.restore_day(day_counts[next_day].first, today, day_counts[next_day].second);
+  }
 
   auto live = sink_.draws_since(stored.id, now - options_.idempotency_ttl_ms,
                                 options_.idempotency_capacity);

@@ -82,6 +82,13 @@ void QuotaBook::restore_total(std::string_view user_id, std::int64_t count) {
   counter(user_id).total.store(count, std::memory_order_relaxed);
 }
 
+void QuotaBook::restore(std::string_view user_id, std::int64_t total, std::int64_t day,
+                        std::int64_t day_count) {
+  Counter& c = counter(user_id);
+  c.total.store(total, std::memory_order_relaxed);
+  c.day_word.store(pack(day, static_cast<std::uint64_t>(day_count)), std::memory_order_relaxed);
+}
+
 void QuotaBook::restore_day(std::string_view user_id, std::int64_t day, std::int64_t count) {
   counter(user_id).day_word.store(pack(day, static_cast<std::uint64_t>(count)),
                                   std::memory_order_relaxed);

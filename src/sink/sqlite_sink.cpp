@@ -1144,12 +1144,44 @@ Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id) {
         if (!stmt.ok()) return stmt.error();
         StatementScope scope(*stmt);
         bind_text(*stmt, 1, activity_id);
-        // Keys view the strings in recent.users (a deque: they never move).
-        std::unordered_map<std::string_view, std::uint32_t> user_index;
-        std::vector<std::int64_t> user_draws;
+        std::vector<std::int64_t> user_draws;  // by index in recent.users
+        // user id -> index in recent.users: an open-addressing table of (hash,
+        // index) slots, one cache line per probe instead of a node per user
+        // (a node-based map was the largest cost of a start with 10^6 users).
+        constexpr std::uint32_t kEmpty = std::numeric_limits<std::uint32_t>::max();
+        struct Slot {
+          std::uint64_t hash = 0;
+          std::uint32_t index = kEmpty;
+        };
+        std::vector<Slot> slots(1024);
+        auto find_or_add = [&](std::string_view user) -> std::uint32_t {
+          if ((user_draws.size() + 1) * 2 > slots.size()) {  // keep the load under 1/2
+            std::vector<Slot> bigger(slots.size() * 2);
+            for (const Slot& old : slots) {
+              if (old.index == kEmpty) continue;
+              std::size_t i = old.hash & (bigger.size() - 1);
+              while (bigger[i].index != kEmpty) i = (i + 1) & (bigger.size() - 1);
+              bigger[i] = old;
+            }
+            slots.swap(bigger);
+          }
+          const std::uint64_t hash = std::hash<std::string_view>{}(user);
+          std::size_t i = hash & (slots.size() - 1);
+          for (;; i = (i + 1) & (slots.size() - 1)) {
+            const Slot& slot = slots[i];
+            if (slot.index == kEmpty) break;
+            if (slot.hash == hash && recent.users[slot.index] == user) return slot.index;
+          }
+          const auto index = static_cast<std::uint32_t>(user_draws.size());
+          slots[i] = Slot{hash, index};
+          recent.users.emplace_back(user);
+          user_draws.push_back(0);
+          return index;
+        };
         std::map<std::string, std::int64_t, std::less<>> wins;
         std::int64_t newest_ms = std::numeric_limits<std::int64_t>::min();
         std::int64_t last_epoch = -1;
+        bool too_many_users = false;
         auto ran = run_rows(c, *stmt, "reading totals", [&](sqlite3_stmt* s) {
           const std::int64_t seq = sqlite3_column_int64(s, 0);
           const std::int64_t epoch = sqlite3_column_int64(s, 1);
@@ -1162,9 +1194,13 @@ Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id) {
           // (epochs only ever grow with seq; the check keeps it right regardless).
           if (epoch != last_epoch) {
             auto& firsts = totals.first_seq_by_epoch;
-            auto it = std::find_if(firsts.begin(), firsts.end(),
-                                   [&](const auto& p) { return p.first == epoch; });
-            if (it == firsts.end()) firsts.emplace_back(epoch, seq);
+            if (firsts.empty() || epoch > firsts.back().first) {
+              firsts.emplace_back(epoch, seq);
+            } else if (std::find_if(firsts.begin(), firsts.end(), [&](const auto& p) {
+                         return p.first == epoch;
+                       }) == firsts.end()) {
+              firsts.emplace_back(epoch, seq);  // out of order: sorted below
+            }
             last_epoch = epoch;
           }
           if (sqlite3_column_int64(s, 4) == 1 && sqlite3_column_type(s, 5) != SQLITE_NULL) {
@@ -1175,21 +1211,17 @@ Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id) {
             if (it == wins.end()) it = wins.emplace(std::string(id), 0).first;
             ++it->second;
           }
-          auto it = user_index.find(user);
-          if (it == user_index.end()) {
-            recent.users.emplace_back(user);
-            it = user_index.emplace(recent.users.back(),
-                                    static_cast<std::uint32_t>(user_draws.size())).first;
-            user_draws.push_back(0);
+          if (user_draws.size() >= kEmpty) {
+            too_many_users = true;
+            return;
           }
-          ++user_draws[it->second];
+          const std::uint32_t index = find_or_add(user);
+          ++user_draws[index];
           if (ms > newest_ms) newest_ms = ms;
-          if (ms >= newest_ms - kRecentWindowMs) recent.rows.emplace_back(it->second, ms);
+          if (ms >= newest_ms - kRecentWindowMs) recent.rows.emplace_back(index, ms);
         });
         if (!ran.ok()) return ran.error();
-        if (user_draws.size() > std::numeric_limits<std::uint32_t>::max()) {
-          return make_error(ErrorKind::internal, "too many users in one activity");
-        }
+        if (too_many_users) return make_error(ErrorKind::internal, "too many users in one activity");
         std::sort(totals.first_seq_by_epoch.begin(), totals.first_seq_by_epoch.end());
         totals.wins_by_prize.assign(wins.begin(), wins.end());
         totals.draws_by_user.reserve(user_draws.size());

@@ -4,6 +4,9 @@
 // through both instances; then DESIGN.md section 5 is checked from PostgreSQL alone (seqs
 // contiguous per activity, no oversell, one outcome per Idempotency-Key) and every 200 is read
 // back through GET /draws/{id}.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -86,13 +90,21 @@ class ScriptCluster {
   ScriptCluster(const ScriptCluster&) = delete;
   ScriptCluster& operator=(const ScriptCluster&) = delete;
 
-  // Masters on base, base+1, base+2 (and their bus ports +10000); a few bases are tried.
+  // Masters on base, base+1, base+2 and their bus ports +10000, all six checked free, below
+  // the ephemeral range (so no outgoing connection takes one meanwhile); a few bases are tried.
   ::testing::AssertionResult start() {
     if (dir_.empty()) return ::testing::AssertionFailure() << "mkdtemp failed";
-    std::string out;
-    for (int attempt = 0; attempt < 4; ++attempt) {
-      const std::uint16_t base = pick_free_port();
-      if (base > 55000) continue;  // base + 10002 must be a port too
+    std::string out = "no free ports";
+    std::mt19937 random(std::random_device{}());
+    int tries = 0;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      const auto base = static_cast<std::uint16_t>(12000 + random() % 10000);
+      bool free = true;
+      for (int i = 0; i < 3 && free; ++i) {
+        free = port_free(static_cast<std::uint16_t>(base + i)) && port_free(static_cast<std::uint16_t>(base + 10000 + i));
+      }
+      if (!free) continue;
+      if (++tries > 2) break;  // each failed start costs up to the script's 20 s
       if (capture("timeout 40 bash " + shell_quote(kScript) + " start " + shell_quote(dir_) + " " +
                       std::to_string(base) + " 2>&1",
                   out)) {
@@ -106,11 +118,31 @@ class ScriptCluster {
   }
 
   const std::string& url() const { return url_; }
+
+  static bool port_free(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return false;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool ok = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+  }
+
   std::vector<std::uint16_t> ports() const {
     return {base_, static_cast<std::uint16_t>(base_ + 1), static_cast<std::uint16_t>(base_ + 2)};
   }
 
   // The master owning `key`'s slot: asked of the first node, which answers or says MOVED.
+  // A command to one node, without following redirections: redis-cli's output.
+  std::string on_node(std::uint16_t port, const std::string& args) const {
+    std::string out;
+    capture(std::string(kRedisCli) + " -p " + std::to_string(port) + " " + args + " 2>&1", out);
+    return out;
+  }
+
   std::uint16_t owner(const std::string& key) const {
     std::string out;
     capture(std::string(kRedisCli) + " -p " + std::to_string(base_) + " EXISTS " + shell_quote(key) + " 2>&1", out);
@@ -237,6 +269,12 @@ TEST_F(ClusterE2ETest, TwoInstancesOnAThreeMasterClusterKeepEveryInvariant) {
   ASSERT_EQ(n, static_cast<std::size_t>(2 * kThreadsPerInstance * kDrawsPerThread));
 
   RecordProperty("drawn_ms", elapsed_ms());
+  // Each activity's sequence lives on the master chosen for it: the draws ran on all three.
+  for (const auto& [port, ids] : by_master) {
+    for (const std::string& id : ids) {
+      EXPECT_EQ(cluster.on_node(port, "EXISTS " + shell_quote("fd:{" + id + "}:seq")), "1\n") << id << " on " << port;
+    }
+  }
   // A retry of some keys through the other instance replays the same outcome.
   {
     HttpClient ca = a.client();

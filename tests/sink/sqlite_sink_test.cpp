@@ -542,6 +542,39 @@ TEST(SqliteSink, DrawsSinceAndUserCountsSince) {
   EXPECT_TRUE(none->empty());
 }
 
+TEST(SqliteSink, UserCountsSinceAfterLoadTotals) {
+  TempDir dir;
+  auto sink = open_sink(dir.file("fd.db"));
+  ASSERT_TRUE(sink);
+  Acks acks;
+  for (std::int64_t s = 0; s < 20; ++s) {
+    sink->append(make_draw("a", s, "u" + std::to_string(s % 4), 1000 + s * 100), acks.ack());
+  }
+  ASSERT_TRUE(acks.wait_total(20));
+  using Pairs = std::vector<std::pair<std::string, std::int64_t>>;
+
+  // Counted from what load_totals read, in the order of the totals.
+  auto totals = sink->load_totals("a");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->draws_by_user, (Pairs{{"u0", 5}, {"u1", 5}, {"u2", 5}, {"u3", 5}}));
+  auto counts = sink->user_counts_since("a", 2500);  // seqs 15..19
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts.value(), (Pairs{{"u0", 1}, {"u1", 1}, {"u2", 1}, {"u3", 2}}));
+
+  // A draw recorded between the two calls: counted from the file instead.
+  ASSERT_TRUE(sink->load_totals("a").ok());
+  sink->append(make_draw("a", 20, "u9", 4000), acks.ack());
+  ASSERT_TRUE(acks.wait_total(21));
+  auto later = sink->user_counts_since("a", 2500);
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later.value(), (Pairs{{"u0", 1}, {"u1", 1}, {"u2", 1}, {"u3", 2}, {"u9", 1}}));
+
+  // Asked again (the first answer used up what load_totals kept): same answer.
+  auto again = sink->user_counts_since("a", 2500);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value(), later.value());
+}
+
 TEST(SqliteSink, ActivitiesAndEpochsRoundTrip) {
   TempDir dir;
   const std::string path = dir.file("fd.db");

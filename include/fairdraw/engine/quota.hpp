@@ -33,6 +33,8 @@ class QuotaBook {
   // totals, and counts for the current day.
   void reserve(std::size_t users);
   void restore_total(std::string_view user_id, std::int64_t count);
+  void restore(std::string_view user_id, std::int64_t total, std::int64_t day,
+               std::int64_t day_count);  // both at once
   void restore_day(std::string_view user_id, std::int64_t day, std::int64_t count);
 
   std::int64_t total(std::string_view user_id) const;
