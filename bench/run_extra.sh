@@ -117,7 +117,7 @@ clustered_draws() {
   WRK_KEY_PREFIX=c1- run_wrk cl1 -t1 -c$conns -d${secs}s --latency -s bench/wrk_draw.lua "http://$host:$cl_port1/"
   commands[-1]="WRK_KEY_PREFIX=c1- ${commands[-1]}"
   echo "$(proc_kb "$p1" VmHWM) $(proc_kb "$p1" Threads)" >"$work/cl1.mem"
-  echo "$(proc_kb "$rpid" VmHWM) $(proc_kb "$rpid" Threads)" >"$work/cl1.redis"
+  echo "$(proc_kb "$rpid" VmHWM) $(proc_kb "$rpid" Threads)" >"$work/cl1_redis.mem"
   log "h2. fairdraw POST /draw clustered, two instances, one wrk on each at once"
   start_clustered bench "$cl_port2" "$redis_port_main" 9000 1000
   p2=$cl_pid
@@ -135,7 +135,7 @@ clustered_draws() {
   done
   echo $(($(cat "$work/cl2a.bad") + $(cat "$work/cl2b.bad"))) >"$work/cl2.bad"
   echo "$(proc_kb "$p1" VmHWM) $(proc_kb "$p1" Threads) $(proc_kb "$p2" VmHWM) $(proc_kb "$p2" Threads)" >"$work/cl2.mem"
-  echo "$(proc_kb "$rpid" VmHWM) $(proc_kb "$rpid" Threads)" >"$work/cl2.redis"
+  echo "$(proc_kb "$rpid" VmHWM) $(proc_kb "$rpid" Threads)" >"$work/cl2_redis.mem"
   redis-cli -h "$host" -p "$redis_port_main" GET 'fd:{bench}:seq' >"$work/cl.seq" 2>/dev/null || true
   stop_pid "$p1"
   stop_pid "$p2"

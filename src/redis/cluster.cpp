@@ -13,12 +13,7 @@
 #include <unordered_map>
 #include <utility>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#pragma GCC diagnostic pop
+#include "redis_asio.hpp"
 
 namespace fairdraw::redis {
 namespace {

@@ -26,13 +26,7 @@
 #include "fairdraw/redis/script.hpp"
 #include "redis_store_scripts.hpp"
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wnull-dereference"
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#pragma GCC diagnostic pop
+#include "redis_asio.hpp"
 
 namespace fairdraw::redis {
 namespace {

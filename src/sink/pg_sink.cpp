@@ -997,6 +997,35 @@ struct PgSink::Impl {
     return counts;
   }
 
+  // One epoch row by `sql` (kSaveEpoch or kSavePublicEpoch, same parameters). Without
+  // `with_seed` (an unrevealed public epoch) the seed and revealed_at_ms are written as NULL.
+  Status save_epoch_row(const char* sql, const std::string& what, const EpochRecord& epoch,
+                        bool with_seed) {
+    if (epoch.epoch_size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+      return make_error(ErrorKind::internal, what + ": epoch_size out of range");
+    }
+    std::string prizes;
+    std::optional<std::string> seed;
+    try {
+      prizes = prizes_to_json(epoch.prizes);
+      if (with_seed) seed = seed_to_hex(epoch.seed);
+    } catch (const std::exception& e) {
+      return make_error(ErrorKind::internal, what + ": " + e.what());
+    }
+    auto optional_int = [](const std::optional<std::int64_t>& v) -> std::optional<std::string> {
+      if (!v) return std::nullopt;
+      return std::to_string(*v);
+    };
+    return with_connection<Ok>(what, [&](PgConn& c) -> Status {
+      Reply saved = c.exec(sql, {epoch.activity_id, std::to_string(epoch.epoch), seed, epoch.commitment,
+                                 prizes, std::to_string(epoch.miss_weight), std::to_string(epoch.epoch_size),
+                                 optional_int(epoch.first_seq),
+                                 with_seed ? optional_int(epoch.revealed_at_ms) : std::nullopt});
+      if (!saved.ok()) return db_error("writing", saved);
+      return ok_status();
+    });
+  }
+
   ~Impl() {
     // The writer thread is joined by flush_and_stop before this runs.
     std::lock_guard lock(pool_mutex);
@@ -1222,61 +1251,17 @@ Result<std::vector<StoredActivity>> PgSink::load_activities() {
 }
 
 Status PgSink::save_epoch(const EpochRecord& epoch) {
-  const std::string what =
-      "saving epoch " + std::to_string(epoch.epoch) + " of '" + epoch.activity_id + "'";
-  if (epoch.epoch_size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-    return make_error(ErrorKind::internal, what + ": epoch_size out of range");
-  }
-  std::string prizes;
-  std::string seed;
-  try {
-    prizes = prizes_to_json(epoch.prizes);
-    seed = seed_to_hex(epoch.seed);
-  } catch (const std::exception& e) {
-    return make_error(ErrorKind::internal, what + ": " + e.what());
-  }
-  auto optional_int = [](const std::optional<std::int64_t>& v) -> std::optional<std::string> {
-    if (!v) return std::nullopt;
-    return std::to_string(*v);
-  };
-  return impl_->with_connection<Ok>(what, [&](PgConn& c) -> Status {
-    // Autocommit: the seed is durable before its commitment is ever published.
-    Reply saved = c.exec(kSaveEpoch, {epoch.activity_id, std::to_string(epoch.epoch), seed,
-                                      epoch.commitment, prizes, std::to_string(epoch.miss_weight),
-                                      std::to_string(epoch.epoch_size),
-                                      optional_int(epoch.first_seq),
-                                      optional_int(epoch.revealed_at_ms)});
-    if (!saved.ok()) return db_error("writing", saved);
-    return ok_status();
-  });
+  // Autocommit: the seed is durable before its commitment is ever published.
+  return impl_->save_epoch_row(
+      kSaveEpoch, "saving epoch " + std::to_string(epoch.epoch) + " of '" + epoch.activity_id + "'",
+      epoch, /*with_seed=*/true);
 }
 
 Status PgSink::save_public_epoch(const EpochRecord& epoch, bool revealed) {
-  const std::string what =
-      "saving public epoch " + std::to_string(epoch.epoch) + " of '" + epoch.activity_id + "'";
-  if (epoch.epoch_size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-    return make_error(ErrorKind::internal, what + ": epoch_size out of range");
-  }
-  std::string prizes;
-  std::optional<std::string> seed;
-  try {
-    prizes = prizes_to_json(epoch.prizes);
-    if (revealed) seed = seed_to_hex(epoch.seed);
-  } catch (const std::exception& e) {
-    return make_error(ErrorKind::internal, what + ": " + e.what());
-  }
-  auto optional_int = [](const std::optional<std::int64_t>& v) -> std::optional<std::string> {
-    if (!v) return std::nullopt;
-    return std::to_string(*v);
-  };
-  return impl_->with_connection<Ok>(what, [&](PgConn& c) -> Status {
-    Reply saved = c.exec(kSavePublicEpoch, {epoch.activity_id, std::to_string(epoch.epoch), seed,
-                                            epoch.commitment, prizes, std::to_string(epoch.miss_weight),
-                                            std::to_string(epoch.epoch_size), optional_int(epoch.first_seq),
-                                            revealed ? optional_int(epoch.revealed_at_ms) : std::nullopt});
-    if (!saved.ok()) return db_error("writing", saved);
-    return ok_status();
-  });
+  return impl_->save_epoch_row(
+      kSavePublicEpoch,
+      "saving public epoch " + std::to_string(epoch.epoch) + " of '" + epoch.activity_id + "'", epoch,
+      /*with_seed=*/revealed);
 }
 
 Status PgSink::save_activity_change(const StoredActivity& activity) {

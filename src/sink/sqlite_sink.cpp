@@ -1221,7 +1221,9 @@ Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id) {
           if (ms >= newest_ms - kRecentWindowMs) recent.rows.emplace_back(index, ms);
         });
         if (!ran.ok()) return ran.error();
-        if (too_many_users) return make_error(ErrorKind::internal, "too many users in one activity");
+        if (too_many_users) {
+          return make_error(ErrorKind::internal, "too many users in one activity");
+        }
         std::sort(totals.first_seq_by_epoch.begin(), totals.first_seq_by_epoch.end());
         totals.wins_by_prize.assign(wins.begin(), wins.end());
         totals.draws_by_user.reserve(user_draws.size());

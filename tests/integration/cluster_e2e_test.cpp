@@ -47,12 +47,6 @@ using nlohmann::json;
 constexpr const char* kRedisCli = "/usr/bin/redis-cli";
 constexpr const char* kScript = FAIRDRAW_SOURCE_DIR "/scripts/redis-cluster-test.sh";
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
 // Runs a shell command; its stdout, and whether it exited 0.
 bool capture(const std::string& command, std::string& out) {
   out.clear();
@@ -62,15 +56,6 @@ bool capture(const std::string& command, std::string& out) {
   std::size_t n = 0;
   while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) out.append(buffer.data(), n);
   return ::pclose(pipe) == 0;
-}
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
 }
 
 // The three-master cluster of scripts/redis-cluster-test.sh, stopped in the destructor.

@@ -42,44 +42,9 @@ constexpr const char* kPgBin = "/usr/lib/postgresql/15/bin";
 
 bool pg_available() { return ::access((std::string(kPgBin) + "/initdb").c_str(), X_OK) == 0; }
 
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
 // Runs a command (bounded by timeout(1)); its output is appended to `log`.
 bool run(const std::string& command, const std::string& log) {
   return std::system((command + " >>" + shell_quote(log) + " 2>&1").c_str()) == 0;
-}
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
-// A value of the instance's /metrics, e.g. `fairdraw_stream_worker{name="claimed"}`.
-std::optional<double> metric(FairdrawServer& server, const std::string& series) {
-  HttpClient c = server.client(5000ms);
-  const HttpResponse r = c.get("/metrics");
-  if (r.status != 200) return std::nullopt;
-  const std::string prefix = series + " ";
-  std::size_t pos = 0;
-  while ((pos = r.body.find(prefix, pos)) != std::string::npos) {
-    if (pos == 0 || r.body[pos - 1] == '\n') return std::strtod(r.body.c_str() + pos + prefix.size(), nullptr);
-    pos += prefix.size();
-  }
-  return std::nullopt;
 }
 
 struct Accepted {

@@ -32,36 +32,6 @@ using nlohmann::json;
 
 constexpr std::int64_t kRequestTimeoutMs = 2000;
 
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
-// A value of the instance's /metrics, e.g. `fairdraw_stream_unread{activity_id="f1"}`.
-std::optional<double> metric(const FairdrawServer& server, const std::string& series) {
-  HttpClient c = server.client(5000ms);
-  const HttpResponse r = c.get("/metrics");
-  if (r.status != 200) return std::nullopt;
-  const std::string prefix = series + " ";
-  std::size_t pos = 0;
-  while ((pos = r.body.find(prefix, pos)) != std::string::npos) {
-    if (pos == 0 || r.body[pos - 1] == '\n') return std::strtod(r.body.c_str() + pos + prefix.size(), nullptr);
-    pos += prefix.size();
-  }
-  return std::nullopt;
-}
-
-// One integer from PostgreSQL (-1 on failure).
-std::int64_t pg_int(const FairdrawServer& server, const std::string& sql) {
-  std::string out;
-  if (!pg::query(server.database_url(), sql, out)) return -1;
-  return std::strtoll(out.c_str(), nullptr, 10);
-}
-
 struct Acked {
   std::string key;
   std::string draw_id;

@@ -1,12 +1,10 @@
 // Rate limits (per address and per user, with RateLimit headers), user
 // authentication by JWT, and rotated admin tokens, against the real binary.
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "harness.hpp"
+#include "jwt_support.hpp"
 
 namespace fairdraw::test {
 namespace {
@@ -15,33 +13,7 @@ using nlohmann::json;
 
 constexpr std::string_view kJwtSecret = "an-hs256-secret-of-at-least-32-bytes!!";
 
-std::string base64url(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t buffer = 0;
-  int bits = 0;
-  for (unsigned char b : bytes) {
-    buffer = (buffer << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 0x3F]);
-  return out;
-}
-
-std::string hs256_token(const json& claims) {
-  const std::string signing_input =
-      base64url(json{{"alg", "HS256"}, {"typ", "JWT"}}.dump()) + "." + base64url(claims.dump());
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), kJwtSecret.data(), static_cast<int>(kJwtSecret.size()),
-       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac, &mac_len);
-  return signing_input + "." + base64url(std::string_view(reinterpret_cast<const char*>(mac), mac_len));
-}
+std::string hs256_token(const json& claims) { return test::hs256_token(claims, kJwtSecret); }
 
 json one_activity() {
   return {{"demo", activity_json("demo", 10, {prize_json("p", 1, 1000)})}};

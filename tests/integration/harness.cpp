@@ -23,6 +23,28 @@
 extern char** environ;
 
 namespace fairdraw::test {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -49,18 +71,6 @@ int decode_wait_status(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return -1;
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
 }
 
 // Runs a shell command; its standard output in `out`; true when it exited 0.
@@ -592,6 +602,25 @@ void FairdrawServer::kill9() {
   while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
   }
   pid_ = -1;
+}
+
+std::optional<double> metric(const FairdrawServer& server, const std::string& series) {
+  HttpClient c = server.client(5000ms);
+  const HttpResponse r = c.get("/metrics");
+  if (r.status != 200) return std::nullopt;
+  const std::string prefix = series + " ";
+  std::size_t pos = 0;
+  while ((pos = r.body.find(prefix, pos)) != std::string::npos) {
+    if (pos == 0 || r.body[pos - 1] == '\n') return std::strtod(r.body.c_str() + pos + prefix.size(), nullptr);
+    pos += prefix.size();
+  }
+  return std::nullopt;
+}
+
+std::int64_t pg_int(const FairdrawServer& server, const std::string& sql) {
+  std::string out;
+  if (!pg::query(server.database_url(), sql, out)) return -1;
+  return std::strtoll(out.c_str(), nullptr, 10);
 }
 
 ::testing::AssertionResult is_problem(const HttpResponse& r, int status, std::string_view type,

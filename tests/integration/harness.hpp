@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -26,6 +27,11 @@ std::int64_t now_ms();
 std::uint16_t pick_free_port();
 // Authorization: Bearer <the test admin token>.
 Headers admin_headers();
+
+// Polls `done` every 50 ms until true or `timeout`; a last look at the deadline.
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout);
+// `s` single-quoted for sh.
+std::string shell_quote(const std::string& s);
 
 // FAIRDRAW_TEST_MODE=clustered: every FairdrawServer runs in clustered mode (its own
 // redis-server, a fresh PostgreSQL schema on the PostgreSQL shared by this run). ctest
@@ -146,6 +152,12 @@ class FairdrawServer {
   pid_t pid_ = -1;
   int starts_ = 0;
 };
+
+// A value of the server's /metrics, e.g. `fairdraw_stream_unread{activity_id="f1"}`
+// (nullopt when absent or unreachable).
+std::optional<double> metric(const FairdrawServer& server, const std::string& series);
+// One integer from the server's PostgreSQL (-1 on failure).
+std::int64_t pg_int(const FairdrawServer& server, const std::string& sql);
 
 // Checks an RFC 9457 problem response: status, Content-Type application/problem+json,
 // {"type", "title", "status", "detail"} (and "instance" unless told otherwise), X-Request-Id.

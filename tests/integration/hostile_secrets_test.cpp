@@ -3,8 +3,6 @@
 // errors of every kind; then the whole log, every response (status line, headers,
 // body), /metrics and --check-config output (with Redis and PostgreSQL passwords)
 // are searched for each secret and for every unrevealed epoch seed (hex).
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <sqlite3.h>
 
 #include <array>
@@ -15,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "hostile_support.hpp"
+#include "jwt_support.hpp"
 
 namespace fairdraw::test {
 namespace {
@@ -41,33 +40,6 @@ std::string to_hex(const std::string& bytes, bool upper) {
     out += digits[b & 0xF];
   }
   return out;
-}
-
-std::string base64url(std::string_view bytes) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t buffer = 0;
-  int bits = 0;
-  for (unsigned char b : bytes) {
-    buffer = (buffer << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 0x3F]);
-  return out;
-}
-
-std::string hs256_token(const json& claims, std::string_view secret) {
-  const std::string signing_input =
-      base64url(json{{"alg", "HS256"}, {"typ", "JWT"}}.dump()) + "." + base64url(claims.dump());
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac, &mac_len);
-  return signing_input + "." + base64url(std::string_view(reinterpret_cast<const char*>(mac), mac_len));
 }
 
 // Seeds of the epochs not yet revealed, from the embedded record.

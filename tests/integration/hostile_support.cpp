@@ -256,15 +256,6 @@ std::size_t rss_kib(pid_t pid) {
   return 0;
 }
 
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(50ms);
-  }
-}
-
 double p99_bound_ms() {
   if (const char* v = std::getenv("FAIRDRAW_HOSTILE_P99_MS"); v != nullptr && *v != '\0') {
     const double d = std::strtod(v, nullptr);

@@ -102,9 +102,6 @@ std::optional<double> metric_value(const std::string& metrics_text, std::string_
 // VmRSS of a process in KiB (0 when unknown).
 std::size_t rss_kib(pid_t pid);
 
-// Polls `pred` every 50 ms until true or `timeout`.
-bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
-
 // The p99 bound the honest clients must keep during an attack:
 // FAIRDRAW_HOSTILE_P99_MS, default 500 ms.
 double p99_bound_ms();

@@ -20,24 +20,9 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return done();
-}
-
 std::string pg_text(const FairdrawServer& server, const std::string& sql) {
   std::string out;
   return pg::query(server.database_url(), sql, out) ? out : "error: " + out;
-}
-
-std::int64_t pg_int(const FairdrawServer& server, const std::string& sql) {
-  std::string out;
-  if (!pg::query(server.database_url(), sql, out)) return -1;
-  return std::strtoll(out.c_str(), nullptr, 10);
 }
 
 TEST(PgRecordTest, ActivitiesChangesAndEpochsAreCopiedToPostgres) {

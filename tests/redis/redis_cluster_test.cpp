@@ -9,12 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <sys/stat.h>
 
-#if __has_include(<libpq-fe.h>)
-#include <libpq-fe.h>
-#else
-#include <postgresql/libpq-fe.h>
-#endif
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -40,12 +34,8 @@
 #include "fairdraw/sink/pg_sink.hpp"
 #include "redis_cluster_fixture.hpp"
 #include "redis_test_server.hpp"
-
-#ifndef FAIRDRAW_SOURCE_DIR
-#error "FAIRDRAW_SOURCE_DIR must name the repository root"
-#endif
-
 #include "support/pg_test_tools.hpp"
+
 
 namespace fairdraw::redis {
 namespace {
@@ -54,18 +44,10 @@ using namespace std::chrono_literals;
 using test::IoThreads;
 using test::RedisTestCluster;
 using test::RedisTestServer;
+using test::wait_until;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::int64_t kStart = 1'790'000'000'000;
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = SteadyClock::now() + timeout;
-  while (SteadyClock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return done();
-}
 
 Result<RedisReply> call(RedisRouter& router, const std::string& key, std::vector<std::string> argv) {
   auto promise = std::make_shared<std::promise<Result<RedisReply>>>();

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -30,6 +31,16 @@ namespace fairdraw::redis::test {
 inline constexpr const char* kRedisServer = "/usr/bin/redis-server";
 
 inline bool redis_server_available() { return ::access(kRedisServer, X_OK) == 0; }
+
+// Polls `done` every 10 ms until true or `timeout`; a last look at the deadline.
+inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
 
 // Binds port 0 and lets it go: the port is then free unless someone races us for it.
 inline std::uint16_t pick_free_port() {

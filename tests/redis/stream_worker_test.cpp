@@ -11,12 +11,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if __has_include(<libpq-fe.h>)
-#include <libpq-fe.h>
-#else
-#include <postgresql/libpq-fe.h>
-#endif
-
 #include <nlohmann/json.hpp>
 
 #include <atomic>
@@ -41,12 +35,8 @@
 #include "fairdraw/redis/redis_store.hpp"
 #include "fairdraw/sink/pg_sink.hpp"
 #include "redis_test_server.hpp"
-
-#ifndef FAIRDRAW_SOURCE_DIR
-#error "FAIRDRAW_SOURCE_DIR must name the repository root"
-#endif
-
 #include "support/pg_test_tools.hpp"
+
 
 namespace fairdraw::redis {
 namespace {
@@ -54,6 +44,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::IoThreads;
 using test::RedisTestServer;
+using test::wait_until;
 
 constexpr const char* kInitdb = "/usr/lib/postgresql/15/bin/initdb";
 constexpr const char* kGroup = "fairdraw-persist";
@@ -77,15 +68,6 @@ int pick_pg_port() {
     if (free) return port;
   }
   return 0;
-}
-
-bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return done();
 }
 
 // A Sink decorator: can refuse every append at once (as a sink whose database is down

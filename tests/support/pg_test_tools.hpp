@@ -9,6 +9,10 @@
 #include <cstdlib>
 #include <string>
 
+#ifndef FAIRDRAW_SOURCE_DIR
+#error "FAIRDRAW_SOURCE_DIR must name the repository root"
+#endif
+
 namespace fairdraw::test {
 
 // Runs the test-server script (bounded by timeout(1)); its output is appended to out_file.
