@@ -2,7 +2,11 @@
 // PostgreSQL it starts (shared by the sink and stream-worker tests).
 #pragma once
 
+#if __has_include(<libpq-fe.h>)
 #include <libpq-fe.h>
+#else
+#include <postgresql/libpq-fe.h>
+#endif
 
 #include <cstdint>
 #include <cstdio>
