@@ -561,7 +561,7 @@ TEST_F(RedisClusterTest, DrawsPastTheInFlightBoundFailFastWithUnavailableAndAreC
 
 // ---- the stream worker on the cluster, into PostgreSQL ----------------------------------------
 
-constexpr const char* kInitdb = "/usr/lib/postgresql/15/bin/initdb";
+using fairdraw::test::kInitdb;
 
 class RedisClusterWorkerTest : public RedisClusterTest {
  protected:

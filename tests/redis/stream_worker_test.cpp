@@ -44,31 +44,13 @@ namespace {
 using namespace std::chrono_literals;
 using test::IoThreads;
 using test::RedisTestServer;
+using fairdraw::test::kInitdb;
+using fairdraw::test::pick_pg_port;
 using test::wait_until;
 
-constexpr const char* kInitdb = "/usr/lib/postgresql/15/bin/initdb";
 constexpr const char* kGroup = "fairdraw-persist";
 
 // ---- helpers (PostgreSQL ones are in tests/support/pg_test_tools.hpp) -----------------------
-
-int pick_pg_port() {
-  std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
-                   static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  std::uniform_int_distribution<int> dist(55432, 59999);
-  for (int i = 0; i < 200; ++i) {
-    const int port = dist(rng);
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) continue;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    ::close(fd);
-    if (free) return port;
-  }
-  return 0;
-}
 
 // A Sink decorator: can refuse every append at once (as a sink whose database is down
 // would, after its retries), or hold appends (their acks never come until released).

@@ -10,12 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if __has_include(<libpq-fe.h>)
-#include <libpq-fe.h>
-#else
-#include <postgresql/libpq-fe.h>  // Debian's location, when libpq's include dir is not on the path
-#endif
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -33,10 +27,6 @@
 
 #include "fairdraw/sink/migrations.hpp"
 
-#ifndef FAIRDRAW_SOURCE_DIR
-#error "FAIRDRAW_SOURCE_DIR must name the repository root"
-#endif
-
 #include "support/pg_test_tools.hpp"
 
 namespace fairdraw {
@@ -44,27 +34,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr const char* kInitdb = "/usr/lib/postgresql/15/bin/initdb";
 
-// A port in 55432..59999 that binds on loopback right now.
-int pick_port() {
-  std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
-                   static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
-  std::uniform_int_distribution<int> dist(55432, 59999);
-  for (int i = 0; i < 200; ++i) {
-    const int port = dist(rng);
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) continue;
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
-    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    ::close(fd);
-    if (free) return port;
-  }
-  return 0;
-}
+using test::kInitdb;
+using test::pick_pg_port;
 
 // Counts acks; every wait is bounded.
 class Acks {
@@ -147,7 +119,7 @@ class PgSinkTest : public ::testing::Test {
     dir_ = root_ + "/pg";
     // Another process may take the port between the probe and the server's bind.
     for (int attempt = 0; attempt < 3 && !started_; ++attempt) {
-      port_ = pick_port();
+      port_ = pick_pg_port();
       if (port_ == 0) continue;
       started_ = test::run_pg_script("start '" + dir_ + "' " + std::to_string(port_), out_);
     }
@@ -275,7 +247,7 @@ TEST_F(PgSinkTest, RefusesASchemaNewerThanTheBuild) {
 }
 
 TEST_F(PgSinkTest, OpenErrorsNameTheServerButNeverThePassword) {
-  const int closed = pick_port();
+  const int closed = pick_pg_port();
   ASSERT_NE(closed, 0);
   PgSinkOptions o;
   o.url = "postgresql://fairdraw:S3cret-pw%40x@127.0.0.1:" + std::to_string(closed) + "/fairdraw";

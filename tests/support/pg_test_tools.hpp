@@ -8,9 +8,16 @@
 #include <postgresql/libpq-fe.h>
 #endif
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <string>
 
 #ifndef FAIRDRAW_SOURCE_DIR
@@ -18,6 +25,29 @@
 #endif
 
 namespace fairdraw::test {
+
+// Debian 12's PostgreSQL: the tests that start their own server skip when it is missing.
+inline constexpr const char* kInitdb = "/usr/lib/postgresql/15/bin/initdb";
+
+// A port in 55432..59999 that binds on loopback right now (0: none found).
+inline int pick_pg_port() {
+  std::mt19937 rng(static_cast<unsigned>(::getpid()) ^
+                   static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  std::uniform_int_distribution<int> dist(55432, 59999);
+  for (int i = 0; i < 200; ++i) {
+    const int port = dist(rng);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) continue;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
+  return 0;
+}
 
 // Runs the test-server script (bounded by timeout(1)); its output is appended to out_file.
 inline bool run_pg_script(const std::string& args, const std::string& out_file) {
