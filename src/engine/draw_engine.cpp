@@ -44,15 +44,14 @@ const char* to_string(ActivityStatus status) {
   return "ended";
 }
 
-namespace {
-
-constexpr std::uint64_t kClosed = std::uint64_t{1} << 62;
-
-Error not_found(const std::string& id) {
-  return make_error(ErrorKind::activity_not_found, "no activity with id '" + id + "'");
+ActivityStatus activity_status_at(const ActivityConfig& config, bool ended, std::int64_t now_ms) {
+  if (ended) return ActivityStatus::ended;
+  if (config.starts_at_ms && now_ms < *config.starts_at_ms) return ActivityStatus::scheduled;
+  if (config.ends_at_ms && now_ms >= *config.ends_at_ms) return ActivityStatus::ended;
+  return ActivityStatus::active;
 }
 
-std::string base64url(std::span<const std::uint8_t> bytes) {
+std::string encode_base64url(std::span<const std::uint8_t> bytes) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string out;
@@ -70,11 +69,12 @@ std::string base64url(std::span<const std::uint8_t> bytes) {
   return out;
 }
 
-ActivityStatus status_at(const ActivityConfig& config, bool ended, std::int64_t now_ms) {
-  if (ended) return ActivityStatus::ended;
-  if (config.starts_at_ms && now_ms < *config.starts_at_ms) return ActivityStatus::scheduled;
-  if (config.ends_at_ms && now_ms >= *config.ends_at_ms) return ActivityStatus::ended;
-  return ActivityStatus::active;
+namespace {
+
+constexpr std::uint64_t kClosed = std::uint64_t{1} << 62;
+
+Error not_found(const std::string& id) {
+  return make_error(ErrorKind::activity_not_found, "no activity with id '" + id + "'");
 }
 
 }  // namespace
@@ -264,7 +264,7 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
   }
 
   auto seg = act->segment.load();
-  const ActivityStatus status = status_at(*seg->config, seg->ended, now);
+  const ActivityStatus status = activity_status_at(*seg->config, seg->ended, now);
   if (status != ActivityStatus::active) {
     return refuse(make_error(ErrorKind::activity_not_active,
                              std::string("the activity is ") + to_string(status)));
@@ -557,7 +557,7 @@ ActivityView DrawEngine::view_of(const Activity& act, std::int64_t now_ms) const
   ActivityView view;
   view.id = act.id;
   view.config = *seg->config;
-  view.status = status_at(*seg->config, seg->ended, now_ms);
+  view.status = activity_status_at(*seg->config, seg->ended, now_ms);
   view.epoch_size = seg->config->deck_size();
   view.draws = seg->next_seq();
   for (std::size_t i = 0; i < seg->config->prizes.size(); ++i) {
@@ -620,7 +620,7 @@ Result<IssuedToken> DrawEngine::issue_token(std::int64_t now_ms) {
   }
   std::array<std::uint8_t, 16> bytes{};
   entropy_.fill(bytes);
-  IssuedToken token{base64url(bytes), now_ms + options_.token_ttl_ms};
+  IssuedToken token{encode_base64url(bytes), now_ms + options_.token_ttl_ms};
   tokens_->give_back(token.token, token.expires_at_ms);
   return token;
 }

@@ -77,31 +77,6 @@ std::string_view tag_of(const RedisReply& reply) {
   return reply.elements[0].str;
 }
 
-ActivityStatus status_at(const ActivityConfig& config, bool ended, std::int64_t now_ms) {
-  if (ended) return ActivityStatus::ended;
-  if (config.starts_at_ms && now_ms < *config.starts_at_ms) return ActivityStatus::scheduled;
-  if (config.ends_at_ms && now_ms >= *config.ends_at_ms) return ActivityStatus::ended;
-  return ActivityStatus::active;
-}
-
-std::string base64url(std::span<const std::uint8_t> bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t buffer = 0;
-  int bits = 0;
-  for (std::uint8_t b : bytes) {
-    buffer = (buffer << 8) | b;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 0x3F]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 0x3F]);
-  return out;
-}
-
 std::string pack_deck(const std::vector<Card>& cards) {
   std::string out(cards.size() * 2, '\0');
   for (std::size_t i = 0; i < cards.size(); ++i) {
@@ -714,7 +689,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     ActivityView view;
     view.id = id;
     view.config = config;
-    view.status = status_at(config, act.value()->ended, now_ms);
+    view.status = activity_status_at(config, act.value()->ended, now_ms);
     view.epoch_size = config.deck_size();
     view.draws = to_int(e[4].str).value_or(0);
     for (const Prize& prize : config.prizes) {
@@ -915,7 +890,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
   Result<IssuedToken> issue_token(std::int64_t now_ms) {
     std::array<std::uint8_t, 16> bytes{};
     entropy.fill(bytes);
-    IssuedToken token{base64url(bytes), now_ms + options.token_ttl_ms};
+    IssuedToken token{encode_base64url(bytes), now_ms + options.token_ttl_ms};
     auto reply = command_sync({"SET", kTokenPrefix + token.token, std::to_string(token.expires_at_ms),
                                "PX", std::to_string(std::max<std::int64_t>(1, options.token_ttl_ms))});
     if (!reply.ok()) return reply.error();

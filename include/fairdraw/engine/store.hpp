@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,12 @@ using DrawCallback = std::function<void(Result<DrawOutcome>)>;
 
 enum class ActivityStatus { scheduled, active, ended };
 const char* to_string(ActivityStatus status);
+
+// Helpers every Store shares, so the modes cannot drift apart:
+// the status an activity has at now_ms (ended by the admin API, or by its time window),
+ActivityStatus activity_status_at(const ActivityConfig& config, bool ended, std::int64_t now_ms);
+// and RFC 4648 base64url without padding, the text of an issued token's random bytes.
+std::string encode_base64url(std::span<const std::uint8_t> bytes);
 
 struct PrizeView {
   Prize prize;
