@@ -3,6 +3,7 @@
 #include <benchmark/benchmark.h>
 #include <malloc.h>
 
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,12 +34,14 @@ BENCHMARK(BM_build_deck)->RangeMultiplier(10)->Range(1000, 10'000'000)->Unit(ben
 
 void BM_idempotency_claim_complete(benchmark::State& state) {
   static fairdraw::IdempotencyTable table(1 << 20, 3'600'000);
+  static const fairdraw::DrawRecord outcome{};
+  const std::size_t reserve = fairdraw::IdempotencyTable::outcome_reserve_for("user-1000000");
   std::int64_t i = state.thread_index() * 1'000'000'000LL;
   for (auto _ : state) {
     const std::string key = "key-" + std::to_string(i++);
-    auto claim = table.claim("demo", key, 7, i / 1000);
+    auto claim = table.claim("demo", key, 7, i / 1000, reserve);
     if (claim.kind == fairdraw::IdempotencyTable::Claim::Kind::claimed) {
-      table.complete(claim.entry, fairdraw::DrawRecord{});
+      table.complete(claim.entry, outcome);
     }
   }
   state.SetItemsProcessed(state.iterations());
@@ -56,12 +59,16 @@ void BM_quota_take(benchmark::State& state) {
 }
 BENCHMARK(BM_quota_take)->Threads(1)->Threads(2);
 
-// Heap bytes in use (glibc), to measure what an entry costs.
-std::size_t heap_in_use() { return mallinfo2().uordblks; }
+// Heap bytes in use (glibc), to measure what an entry costs: small blocks (uordblks) and
+// the large ones glibc serves with mmap (hblkhd), such as the quota book's record chunks.
+std::size_t heap_in_use() {
+  const struct mallinfo2 info = mallinfo2();
+  return info.uordblks + info.hblkhd;
+}
 
 // Memory per user: 10^6 distinct users with one draw each, as a campaign's
 // first day leaves them. User ids as clients send them ("user-" + 7 digits,
-// 12 bytes; a UUID would add a heap string of its own to each).
+// 12 bytes, kept inside the record; a UUID's 36 bytes would go to the shard's arena).
 void BM_quota_bytes_per_user(benchmark::State& state) {
   const auto users = static_cast<std::int64_t>(state.range(0));
   const fairdraw::QuotaBook::Limits limits{10, 10};
@@ -79,23 +86,27 @@ void BM_quota_bytes_per_user(benchmark::State& state) {
 BENCHMARK(BM_quota_bytes_per_user)->Arg(1'000'000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 // Memory per idempotency entry: a full ring of completed draws with
-// UUID-sized keys and ULID draw ids, as the hot path leaves them.
+// UUID-sized keys and ULID draw ids, as the hot path leaves them (the claim
+// reserves the outcome's room as DrawEngine::draw does).
+// FAIRDRAW_BENCH_TEXT_DRAW_ID=1 uses a draw id that is not a valid ULID (kept as text).
 void BM_idempotency_bytes_per_entry(benchmark::State& state) {
   const auto entries = static_cast<std::int64_t>(state.range(0));
+  const bool text_draw_id = std::getenv("FAIRDRAW_BENCH_TEXT_DRAW_ID") != nullptr;
   double bytes = 0;
   for (auto _ : state) {
     const std::size_t before = heap_in_use();
     auto table = std::make_unique<fairdraw::IdempotencyTable>(static_cast<std::size_t>(entries), 3'600'000);
     for (std::int64_t i = 0; i < entries; ++i) {
       const std::string key = "7f1c2a9e-0000-4000-8000-" + std::to_string(100'000'000'000 + i);
-      auto claim = table->claim("bench", key, 7, 1000);
       fairdraw::DrawRecord r;
-      r.draw_id = "01JDRAWIDFROMTHERESPONSE00";
-      r.activity_id = "bench";
       r.user_id = "user-" + std::to_string(1'000'000 + i);
+      auto claim = table->claim("bench", key, 7, 1000,
+                                fairdraw::IdempotencyTable::outcome_reserve_for(r.user_id));
+      r.draw_id = text_draw_id ? "01JDRAWIDFROMTHERESPONSE00" : "01JDRAWXDFRZMTHERESPQNSE00";
+      r.activity_id = "bench";
       r.idempotency_key = key;
       r.seq = i;
-      table->complete(claim.entry, std::move(r));
+      table->complete(claim.entry, r);
     }
     bytes = static_cast<double>(heap_in_use() - before) / static_cast<double>(entries);
   }

@@ -220,11 +220,12 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
   if (options_.require_token) token_taken = tokens_->consume(command.idempotency_key, now);
 
   const std::uint64_t fingerprint = draw_fingerprint(command.activity_id, command.user_id);
-  auto claim = idempotency_.claim(command.activity_id, command.idempotency_key, fingerprint, now);
+  auto claim = idempotency_.claim(command.activity_id, command.idempotency_key, fingerprint, now,
+                                  IdempotencyTable::outcome_reserve_for(command.user_id));
   using Kind = IdempotencyTable::Claim::Kind;
   switch (claim.kind) {
     case Kind::done:
-      return done(DrawOutcome{claim.entry->result, true});
+      return done(DrawOutcome{std::move(*claim.replay), true});
     case Kind::in_flight:
       return done(make_error(ErrorKind::request_in_flight,
                              "a draw with this Idempotency-Key is in progress"));
@@ -236,7 +237,7 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
     case Kind::claimed:
       break;
   }
-  auto entry = std::move(claim.entry);
+  IdemEntry* const entry = claim.entry;  // ours until complete() or release()
   auto refuse = [&](Error error) {
     idempotency_.release(entry);
     if (token_taken) tokens_->give_back(command.idempotency_key, now + options_.token_ttl_ms);
@@ -295,13 +296,12 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
     std::this_thread::yield();
   }
   in_flight_.fetch_add(1, std::memory_order_relaxed);
-  finish_draw(act, seg, seq, std::move(command), std::move(entry), std::move(done));
+  finish_draw(act, seg, seq, std::move(command), entry, std::move(done));
 }
 
 void DrawEngine::finish_draw(const std::shared_ptr<Activity>& act,
                              const std::shared_ptr<Segment>& seg, std::int64_t seq,
-                             DrawCommand&& command, std::shared_ptr<IdemEntry> entry,
-                             DrawCallback&& done) {
+                             DrawCommand&& command, IdemEntry* entry, DrawCallback&& done) {
   EpochChain& chain = *seg->chain;
   const std::int64_t epoch = chain.epoch_of(seq);
   const std::int64_t slot = chain.slot_of(seq);
@@ -339,9 +339,11 @@ void DrawEngine::finish_draw(const std::shared_ptr<Activity>& act,
     sink_failed_.store(true, std::memory_order_release);
   }
 
-  auto owned = std::make_shared<DrawRecord>(std::move(record));
-  sink_.append(*owned, [this, act, entry = std::move(entry), owned,
-                        done = std::move(done)](bool durable) mutable {
+  // The sink queues its own copy; the acknowledgement keeps the record for the
+  // answer (and packs it into the idempotency entry), so no shared block is needed.
+  DrawRecord for_sink = record;
+  auto ack = [this, act, entry, record = std::move(record),
+              done = std::move(done)](bool durable) mutable {
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
     if (!durable) {
       // A taken seq that cannot be recorded leaves a hole no later draw may
@@ -351,13 +353,14 @@ void DrawEngine::finish_draw(const std::shared_ptr<Activity>& act,
       return done(make_error(ErrorKind::unavailable, "the draw could not be recorded"));
     }
     std::int64_t next = act->durable_next_seq.load(std::memory_order_relaxed);
-    while (next < owned->seq + 1 &&
-           !act->durable_next_seq.compare_exchange_weak(next, owned->seq + 1,
+    while (next < record.seq + 1 &&
+           !act->durable_next_seq.compare_exchange_weak(next, record.seq + 1,
                                                         std::memory_order_acq_rel)) {
     }
-    idempotency_.complete(entry, *owned);
-    done(DrawOutcome{std::move(*owned), false});
-  });
+    idempotency_.complete(entry, record);
+    done(DrawOutcome{std::move(record), false});
+  };
+  sink_.append(std::move(for_sink), std::move(ack));
 }
 
 std::shared_ptr<const DrawEngine::EpochDeck> DrawEngine::deck_for(Activity& act, EpochChain& chain,

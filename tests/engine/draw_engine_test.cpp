@@ -124,6 +124,37 @@ TEST_F(DrawEngineTest, SameKeyReplaysAndDifferentBodyIsRefused) {
   EXPECT_FALSE(elsewhere->replayed);
 }
 
+// The idempotency entry keeps the outcome packed; its replay is the original record field by
+// field, with UUID-sized ids and the prize's name as it was when drawn.
+TEST_F(DrawEngineTest, ReplayIsTheOriginalRecordAfterARename) {
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 0), kStart).ok());
+  const std::string user = "3f2b8c1e-9a7d-4e6f-8b5a-1c2d3e4f5a6b";
+  const std::string key = "7f1c2a9e-0000-4000-8000-100000000000";
+  auto first = draw(user, key);
+  ASSERT_TRUE(first.ok()) << first.error().detail;
+  ASSERT_TRUE(first->record.won);
+  ActivityConfig renamed = make_config({{1, 10}}, 0);
+  renamed.prizes[0].name = "Renamed";
+  ASSERT_TRUE(engine_->put_activity("a", renamed, kStart).ok());
+  auto again = draw(user, key);
+  ASSERT_TRUE(again.ok()) << again.error().detail;
+  EXPECT_TRUE(again->replayed);
+  const DrawRecord& a = first->record;
+  const DrawRecord& b = again->record;
+  EXPECT_EQ(b.draw_id, a.draw_id);
+  EXPECT_EQ(b.activity_id, a.activity_id);
+  EXPECT_EQ(b.seq, a.seq);
+  EXPECT_EQ(b.epoch, a.epoch);
+  EXPECT_EQ(b.slot, a.slot);
+  EXPECT_EQ(b.user_id, a.user_id);
+  EXPECT_EQ(b.idempotency_key, a.idempotency_key);
+  EXPECT_EQ(b.candidate_id, a.candidate_id);
+  EXPECT_EQ(b.prize_id, a.prize_id);
+  EXPECT_EQ(b.prize_name, std::optional<std::string>("Prize 0"));
+  EXPECT_EQ(b.won, a.won);
+  EXPECT_EQ(b.drawn_at_ms, a.drawn_at_ms);
+}
+
 TEST_F(DrawEngineTest, DuplicateWhileDrawingIsInFlight) {
   ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
   gate_->hold();

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <climits>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -40,8 +42,9 @@ TEST(IdempotencyTest, StateMachine) {
   table.complete(first.entry, record("act", "k1", 7, 1'000));
   auto again = table.claim("act", "k1", fp, 1'002);
   ASSERT_EQ(again.kind, Kind::done);
-  EXPECT_EQ(again.entry, first.entry);
-  EXPECT_EQ(again.entry->result.seq, 7);
+  EXPECT_EQ(again.entry, nullptr) << "a replay hands out a copy, not the entry";
+  ASSERT_TRUE(again.replay.has_value());
+  EXPECT_EQ(again.replay->seq, 7);
   EXPECT_EQ(table.claim("act", "k1", draw_fingerprint("act", "bob"), 1'002).kind, Kind::mismatch);
 
   // The scope is (activity, key): the same key elsewhere is a different entry.
@@ -161,8 +164,9 @@ TEST(IdempotencyTest, RestoreBringsBackDoneEntries) {
   EXPECT_EQ(table.size(), 2U);
   auto r2 = table.claim("act", "r2", fp, 300);
   ASSERT_EQ(r2.kind, Kind::done);
-  EXPECT_EQ(r2.entry->result.seq, 11);
-  EXPECT_EQ(r2.entry->created_ms, 200);
+  ASSERT_TRUE(r2.replay.has_value());
+  EXPECT_EQ(r2.replay->seq, 11);
+  EXPECT_EQ(r2.replay->drawn_at_ms, 200);
   EXPECT_EQ(table.claim("act", "r1", fp + 1, 300).kind, Kind::mismatch);
   EXPECT_EQ(table.expire(1'100), 1U);  // r1 (drawn at 100) goes first
   EXPECT_EQ(table.claim("act", "r2", fp, 1'100).kind, Kind::done);
@@ -178,6 +182,200 @@ TEST(IdempotencyTest, RestoreIntoAFullRingEvictsTheOldest) {
   EXPECT_TRUE(table.maybe_evicted(1'101));
   EXPECT_FALSE(table.maybe_evicted(1'102));
   EXPECT_EQ(table.claim("act", "r4", 1, 200).kind, Kind::done);
+}
+
+// Every field of a replay equals the original, whatever the outcome holds: a win, a prize id
+// other than the candidate, text draw ids, long strings (more than the claim reserved),
+// numbers of any sign, and a record whose activity or key differ from the scope.
+void expect_same_record(const DrawRecord& a, const DrawRecord& b) {
+  EXPECT_EQ(a.draw_id, b.draw_id);
+  EXPECT_EQ(a.activity_id, b.activity_id);
+  EXPECT_EQ(a.seq, b.seq);
+  EXPECT_EQ(a.epoch, b.epoch);
+  EXPECT_EQ(a.slot, b.slot);
+  EXPECT_EQ(a.user_id, b.user_id);
+  EXPECT_EQ(a.idempotency_key, b.idempotency_key);
+  EXPECT_EQ(a.candidate_id, b.candidate_id);
+  EXPECT_EQ(a.prize_id, b.prize_id);
+  EXPECT_EQ(a.prize_name, b.prize_name);
+  EXPECT_EQ(a.won, b.won);
+  EXPECT_EQ(a.drawn_at_ms, b.drawn_at_ms);
+}
+
+std::vector<DrawRecord> varied_records() {
+  std::vector<DrawRecord> out;
+  DrawRecord miss = record("act", "miss", 123'456, 1'700'000'000'000);
+  miss.draw_id = "01JDRAWXDFRZMTHERESPQNSE00";  // a canonical ULID: packed as 16 bytes
+  miss.epoch = 12;
+  miss.slot = 9'999'999;
+  out.push_back(miss);
+
+  DrawRecord win = miss;
+  win.idempotency_key = "win";
+  win.draw_id = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ";  // the largest ULID
+  win.candidate_id = "gold";
+  win.prize_id = "gold";
+  win.prize_name = "A gold coin, as it was called then";
+  win.won = true;
+  out.push_back(win);
+
+  DrawRecord lost = miss;  // the deck's candidate, out of stock
+  lost.idempotency_key = "lost";
+  lost.draw_id = "00000000000000000000000000";
+  lost.candidate_id = "gold";
+  out.push_back(lost);
+
+  DrawRecord odd = miss;
+  odd.idempotency_key = "odd";
+  odd.draw_id = "01jdrawxdfrzmtherespqnse00";  // lowercase: not canonical, kept as text
+  odd.candidate_id = "";
+  odd.prize_id = "silver";  // differs from the candidate
+  odd.prize_name = "";
+  odd.seq = -1;
+  odd.epoch = INT64_MIN;
+  odd.slot = INT64_MAX;
+  odd.drawn_at_ms = INT64_MIN;
+  odd.user_id = std::string(300, 'u');
+  out.push_back(odd);
+
+  for (const char* not_canonical : {"8ZZZZZZZZZZZZZZZZZZZZZZZZZ", "01JDRAWIDFROMTHERESPONSE00",
+                                    "01JDRAWXDFRZMTHERESPQNSE0", "01JDRAWXDFRZMTHERESPQNSE000"}) {
+    DrawRecord text_id = miss;  // too big, letters outside Crockford's, too short, too long
+    text_id.idempotency_key = std::string("text-") + not_canonical;
+    text_id.draw_id = not_canonical;
+    out.push_back(text_id);
+  }
+
+  DrawRecord empty;  // all defaults, as a benchmark completes
+  empty.activity_id = "act";
+  empty.idempotency_key = "empty";
+  out.push_back(empty);
+  return out;
+}
+
+TEST(IdempotencyTest, ReplayEqualsTheOriginalFieldByField) {
+  for (const std::size_t reserve : {std::size_t{0}, IdempotencyTable::outcome_reserve_for("user"),
+                                    std::size_t{4096}}) {
+    SCOPED_TRACE(reserve);
+    IdempotencyTable table(64, 60'000);
+    for (const DrawRecord& original : varied_records()) {
+      SCOPED_TRACE(original.idempotency_key);
+      auto claim = table.claim("act", original.idempotency_key, 1, 5, reserve);
+      ASSERT_EQ(claim.kind, Kind::claimed);
+      table.complete(claim.entry, original);
+      auto replay = table.claim("act", original.idempotency_key, 1, 6);
+      ASSERT_EQ(replay.kind, Kind::done);
+      expect_same_record(*replay.replay, original);
+    }
+  }
+  // A record whose activity and key are not the scope's is still given back as it was.
+  IdempotencyTable table(4, 60'000);
+  auto claim = table.claim("scope-act", "scope-key", 1, 5);
+  DrawRecord foreign = varied_records()[1];
+  table.complete(claim.entry, foreign);
+  auto replay = table.claim("scope-act", "scope-key", 1, 6);
+  ASSERT_EQ(replay.kind, Kind::done);
+  expect_same_record(*replay.replay, foreign);
+}
+
+TEST(IdempotencyTest, RestoredRecordsReplayFieldByField) {
+  IdempotencyTable table(64, 1'000);
+  const auto originals = varied_records();
+  for (const DrawRecord& original : originals) table.restore(original, 9);
+  EXPECT_EQ(table.size(), originals.size());
+  for (const DrawRecord& original : originals) {
+    SCOPED_TRACE(original.idempotency_key);
+    auto replay = table.claim("act", original.idempotency_key, 9, 0);
+    ASSERT_EQ(replay.kind, Kind::done);
+    expect_same_record(*replay.replay, original);
+  }
+}
+
+// Every key hashes alike: lookups must tell keys apart by their text, and deleting from the
+// middle of one long probe run must leave every other key findable.
+std::uint64_t same_hash(std::string_view, std::string_view) { return 0x0123456789abcdefULL; }
+
+TEST(IdempotencyTest, CollidingHashesKeepKeysApart) {
+  constexpr int kKeys = 300;
+  constexpr std::int64_t kTtl = 1'000;
+  IdempotencyTable table(kKeys + 10, kTtl, same_hash);  // room: nothing is evicted early
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    // Early keys are old enough to expire at kTtl + 99; the rest stay.
+    auto claim = table.claim("act", key, 1, i < 100 ? 0 : 100);
+    ASSERT_EQ(claim.kind, Kind::claimed) << key;
+    if (i % 3 == 0) {
+      table.release(claim.entry);
+    } else {
+      table.complete(claim.entry, record("act", key, i, claim.entry->created_ms));
+    }
+  }
+  EXPECT_EQ(table.claim("other", "k1", 1, 100).kind, Kind::claimed) << "same key, other activity";
+  EXPECT_EQ(table.claim("act", "k1", 2, 100).kind, Kind::mismatch);
+  EXPECT_EQ(table.expire(kTtl + 99), 100U);
+  EXPECT_EQ(table.size(), static_cast<std::size_t>(kKeys - 100 + 1));
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    auto claim = table.claim("act", key, 1, 200);
+    if (i < 100 || i % 3 == 0) {
+      EXPECT_EQ(claim.kind, Kind::claimed) << key << ": expired or released";
+    } else {
+      ASSERT_EQ(claim.kind, Kind::done) << key;
+      EXPECT_EQ(claim.replay->seq, i);
+      EXPECT_EQ(claim.replay->idempotency_key, key);
+    }
+  }
+}
+
+TEST(IdempotencyTest, KeysOfAnyLength) {
+  IdempotencyTable table(16, 60'000);
+  const std::vector<std::string> keys = {"", "k", std::string(15, 'x'), std::string(16, 'x'),
+                                         std::string(255, 'y'), std::string(70'000, 'z'),
+                                         std::string(70'000, 'z') + "!"};
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    auto claim = table.claim("act", keys[i], 1, 0);
+    ASSERT_EQ(claim.kind, Kind::claimed) << i;
+    DrawRecord r = record("act", keys[i], static_cast<std::int64_t>(i), 0);
+    r.user_id = std::string(70'000, 'u');  // far beyond the room the claim kept
+    table.complete(claim.entry, r);
+  }
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    auto replay = table.claim("act", keys[i], 1, 1);
+    ASSERT_EQ(replay.kind, Kind::done) << i;
+    EXPECT_EQ(replay.replay->seq, static_cast<std::int64_t>(i));
+    EXPECT_EQ(replay.replay->idempotency_key, keys[i]);
+    EXPECT_EQ(replay.replay->user_id.size(), 70'000U);
+  }
+  EXPECT_EQ(table.claim(std::string(300, 'a'), std::string(300, 'b'), 1, 2).kind, Kind::claimed);
+}
+
+TEST(IdempotencyTest, EntriesSurviveGrowth) {
+  constexpr int kKeys = 20'000;
+  IdempotencyTable table(kKeys, 60'000);
+  std::vector<IdemEntry*> drawing;
+  for (int i = 0; i < kKeys; ++i) {
+    const std::string key = "key-" + std::to_string(i);
+    auto claim = table.claim("act", key, 1, i, IdempotencyTable::outcome_reserve_for("user"));
+    ASSERT_EQ(claim.kind, Kind::claimed);
+    // Half stay Drawing while the shards grow around them, and are completed afterwards.
+    if (i % 2 == 0) {
+      table.complete(claim.entry, record("act", key, i, i));
+    } else {
+      drawing.push_back(claim.entry);
+    }
+  }
+  for (std::size_t j = 0; j < drawing.size(); ++j) {
+    const int i = static_cast<int>(2 * j + 1);
+    table.complete(drawing[j], record("act", "key-" + std::to_string(i), i, i));
+  }
+  EXPECT_EQ(table.size(), static_cast<std::size_t>(kKeys));
+  for (int i = 0; i < kKeys; ++i) {
+    auto replay = table.claim("act", "key-" + std::to_string(i), 1, kKeys);
+    ASSERT_EQ(replay.kind, Kind::done) << i;
+    EXPECT_EQ(replay.replay->seq, i);
+  }
+  EXPECT_EQ(table.expire(60'000 + kKeys), static_cast<std::size_t>(kKeys));
+  EXPECT_EQ(table.size(), 0U);
 }
 
 TEST(IdempotencyTest, FingerprintIsFnv1aOfActivityAndUser) {
@@ -216,7 +414,7 @@ TEST(IdempotencyTest, ConcurrentClaimsOwnEachKeyOnceAtATime) {
           }
           break;
         case Kind::done:
-          if (claim.entry->result.seq != key || claim.entry->result.idempotency_key != key_text) {
+          if (claim.replay->seq != key || claim.replay->idempotency_key != key_text) {
             wrong_results.fetch_add(1);
           }
           break;
@@ -266,7 +464,7 @@ TEST(IdempotencyTest, ConcurrentChurnWithExpiryAndEviction) {
           table.complete(claim.entry, record("act", "k" + std::to_string(key), key, now));
         }
       } else if (claim.kind == Kind::done) {
-        EXPECT_EQ(claim.entry->result.seq, key);
+        EXPECT_EQ(claim.replay->seq, key);
       }
       if (i % 64 == thread) table.expire(now);
       (void)table.maybe_evicted(now);

@@ -136,6 +136,86 @@ TEST(QuotaTest, ReadsDoNotCreateUsers) {
   EXPECT_EQ(book.users(), 200U);
 }
 
+// Ids up to 15 bytes live in the record, longer ones in the shard's arena: around that
+// boundary, and for ids that share prefixes, every user keeps a counter of its own.
+TEST(QuotaTest, IdsOfAnyLengthAreDistinct) {
+  QuotaBook book;
+  std::vector<std::string> ids;
+  for (std::size_t n = 0; n <= 70; ++n) ids.push_back(std::string(n, 'a'));
+  for (std::size_t n = 14; n <= 17; ++n) ids.push_back(std::string(n - 1, 'a') + "b");
+  ids.push_back(std::string(100'000, 'z'));
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(take_n(book, ids[i], kDay, {}, static_cast<int>(i + 1)), static_cast<int>(i + 1));
+  }
+  EXPECT_EQ(book.users(), ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(book.total(ids[i]), static_cast<std::int64_t>(i + 1)) << ids[i].size();
+  }
+}
+
+// Every id hashes alike (one shard, one probe run, the same tag): ids are told apart by
+// their bytes, and counters survive the table's growth.
+std::uint64_t same_hash(std::string_view) { return 0xfedcba9876543210ULL; }
+
+TEST(QuotaTest, CollidingHashesKeepUsersApart) {
+  QuotaBook book(same_hash);
+  const Limits limits{3, std::nullopt};
+  constexpr int kUsers = 2'000;
+  for (int u = 0; u < kUsers; ++u) {
+    const std::string id = u % 2 ? "user-" + std::to_string(u) : "a-long-user-id-" + std::to_string(u);
+    ASSERT_TRUE(book.take(id, kDay, limits)) << id;
+  }
+  EXPECT_EQ(book.users(), static_cast<std::size_t>(kUsers));
+  for (int u = 0; u < kUsers; ++u) {
+    const std::string id = u % 2 ? "user-" + std::to_string(u) : "a-long-user-id-" + std::to_string(u);
+    EXPECT_EQ(book.total(id), 1) << id;
+  }
+  EXPECT_EQ(book.total("user-0"), 0);
+}
+
+TEST(QuotaTest, ReserveThenRestore) {
+  QuotaBook book;
+  constexpr int kUsers = 50'000;
+  book.reserve(kUsers);
+  for (int u = 0; u < kUsers; ++u) book.restore("user-" + std::to_string(u), u % 7, kDay, u % 3);
+  EXPECT_EQ(book.users(), static_cast<std::size_t>(kUsers));
+  for (int u = 0; u < kUsers; u += 97) {
+    EXPECT_EQ(book.total("user-" + std::to_string(u)), u % 7);
+    EXPECT_EQ(book.on_day("user-" + std::to_string(u), kDay), u % 3);
+  }
+}
+
+// A counter being CASed while other threads add users (so the shards' tables grow and
+// their chunks are added) never moves: the limit still holds exactly.
+TEST(QuotaTest, ConcurrentTakesWhileTheBookGrows) {
+  constexpr int kTakers = 4;
+  constexpr int kInserters = 4;
+  constexpr int kTakesPerThread = 2'000;
+  constexpr int kUsersPerInserter = 20'000;
+  QuotaBook book;
+  const Limits limits{1'000, std::nullopt};
+  std::atomic<int> succeeded{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kTakers; ++t) {
+    threads.emplace_back([&] {
+      int mine = 0;
+      for (int i = 0; i < kTakesPerThread; ++i) mine += book.take("alice", kDay, limits) ? 1 : 0;
+      succeeded.fetch_add(mine);
+    });
+  }
+  for (int t = 0; t < kInserters; ++t) {
+    threads.emplace_back([&, t] {
+      for (int u = 0; u < kUsersPerInserter; ++u) {
+        book.take("u" + std::to_string(t) + "-" + std::to_string(u), kDay, {});
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(succeeded.load(), 1'000);
+  EXPECT_EQ(book.total("alice"), 1'000);
+  EXPECT_EQ(book.users(), static_cast<std::size_t>(1 + kInserters * kUsersPerInserter));
+}
+
 // 8 threads x 1000 takes on one user: exactly the limit succeeds.
 struct RaceCase {
   std::string what;

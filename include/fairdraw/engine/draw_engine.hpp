@@ -72,7 +72,7 @@ class DrawEngine final : public Store {
   std::shared_ptr<Activity> find(const std::string& id) const;
   void finish_draw(const std::shared_ptr<Activity>& act, const std::shared_ptr<Segment>& seg,
                    std::int64_t seq, DrawCommand&& command,
-                   std::shared_ptr<IdemEntry> entry, DrawCallback&& done);
+                   IdemEntry* entry, DrawCallback&& done);
   std::shared_ptr<const EpochDeck> deck_for(Activity& act, EpochChain& chain, std::int64_t epoch);
   Status prepare_one_locked(Activity& act, EpochChain& chain);
   Status close_chain_locked(Activity& act, const Segment& old_segment, std::int64_t boundary,

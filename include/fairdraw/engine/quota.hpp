@@ -10,14 +10,19 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace fairdraw {
 
 class QuotaBook {
  public:
-  QuotaBook();
+  // Hash of a user id. Tests pass a poor one to force collisions.
+  using IdHash = std::uint64_t (*)(std::string_view user_id);
+
+  explicit QuotaBook(IdHash hash = nullptr);
+  ~QuotaBook();
+  QuotaBook(const QuotaBook&) = delete;
+  QuotaBook& operator=(const QuotaBook&) = delete;
 
   struct Limits {
     std::optional<std::int64_t> total;
@@ -47,25 +52,19 @@ class QuotaBook {
     // (day << 24) | count: one word, so a new day resets the count in the same CAS.
     std::atomic<std::uint64_t> day_word{0};
   };
-  // Transparent hashing: lookups by string_view build no std::string. Not
-  // noexcept on purpose: libstdc++ then keeps each node's hash, so a lookup
-  // compares strings only on a hash match and a rehash does not hash every id
-  // again (a noexcept custom hash counts as "fast" and is not cached).
-  struct IdHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  struct Shard {
-    mutable std::mutex mutex;
-    // Counters live in the map's nodes: one allocation per user (two with an
-    // id over 15 bytes); nodes never move, so references survive rehashing.
-    std::unordered_map<std::string, Counter, IdHash, std::equal_to<>> users;
-  };
+
+  // Per shard: an open-addressing table of 32-bit slots (an 8-bit hash tag and a
+  // record index) over records of 32 bytes (the id inline up to 15 bytes, else in
+  // a side arena, and the counter) kept in chunks that never move, so a counter's
+  // address outlives the shard lock and growth. See quota.cpp.
+  struct Shard;
+  Shard& shard_for(std::uint64_t hash) const;
   Counter& counter(std::string_view user_id);
   const Counter* find(std::string_view user_id) const;
 
   static constexpr std::size_t kShards = 64;
-  std::vector<std::unique_ptr<Shard>> shards_;
+  IdHash hash_;
+  std::unique_ptr<Shard[]> shards_;
 };
 
 }  // namespace fairdraw
