@@ -144,6 +144,7 @@ struct options {
   double timeout_s = 5;
   std::size_t hold_connections = 0;
   bool random_keys = false;
+  std::uint64_t users = 0;  // > 0: user_id from a population of this many, keys still unique
   bool json = false;
 };
 
@@ -170,6 +171,9 @@ void print_help() {
       "  --keys sequential|random  Idempotency-Key and user_id of POST /draw: lg-<pid>-<n> with n\n"
       "                            the request's number (default), or lg-<pid>-<16 hex digits>\n"
       "                            scrambled from n (unique, in no order: like UUIDs)\n"
+      "  --users N                 user_id from a population of N users (u-<16 hex digits>\n"
+      "                            scrambled from n mod N), so each draws again and again;\n"
+      "                            keys stay unique (default 0: one user per request)\n"
       "  --hold-connections N      instead: open N connections, one GET /healthz on each, then keep\n"
       "                            them idle for --duration seconds; prints 'ready ...' on stderr\n"
       "                            once they are all open\n"
@@ -294,6 +298,8 @@ options parse_options(int argc, char** argv) {
     } else if (arg == "--keys") {
       if (value != "sequential" && value != "random") usage_error("--keys: sequential or random");
       o.random_keys = value == "random";
+    } else if (arg == "--users") {
+      o.users = static_cast<std::uint64_t>(parse_number(arg, value, 1, 1e12));
     } else if (arg == "--hold-connections") {
       o.hold_connections = static_cast<std::size_t>(parse_number(arg, value, 1, 1'000'000));
     } else {
@@ -688,7 +694,15 @@ void connection::build_request() {
     body.append(num, a.ptr);
   }
   body += "\",\"user_id\":\"";
-  body += id;
+  if (o.users > 0) {
+    // A bounded population: the server's per-user state stops growing once all have drawn.
+    const std::uint64_t u = splitmix64(n % o.users);
+    static constexpr char hex[] = "0123456789abcdef";
+    body += "u-";
+    for (int shift = 60; shift >= 0; shift -= 4) body += hex[(u >> shift) & 0xf];
+  } else {
+    body += id;
+  }
   body += "\"}";
   out_ += "Content-Type: application/json\r\nIdempotency-Key: ";
   out_ += id;
