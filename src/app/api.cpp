@@ -7,6 +7,7 @@
 #include <openssl/sha.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <memory>
@@ -32,7 +33,7 @@ constexpr std::size_t kMaxKeyLength = 128;
 http::Response json_response(int status, const json& body) {
   http::Response response;
   response.status = status;
-  response.set_header("Content-Type", "application/json");
+  response.content_type = "application/json";
   response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
   return response;
 }
@@ -292,12 +293,46 @@ bool admin_token_matches(std::string_view authorization, std::string_view admin_
   return CRYPTO_memcmp(a, b, sizeof a) == 0;
 }
 
-// A draw waiting for its outcome; whoever flips `answered` first responds.
+// What answering a request needs, whenever that happens (see finish()). For
+// an answer given while handle() runs it views the request; a draw's
+// PendingDraw points it at its own copies.
+struct Api::Answer {
+  http::Responder respond;
+  std::chrono::steady_clock::time_point started;
+  std::string_view route_name;    // a constant from the route table
+  std::string_view method;        // method_label(): a constant
+  std::string_view path;
+  std::string_view request_id;
+  std::string_view allow_origin;  // empty: no CORS headers
+};
+
+// A draw waiting for its outcome; whoever flips `answered` first responds. It
+// outlives the request, so it keeps copies of what its Answer views (the
+// request id, at most 128 bytes from the server, inline: no allocation).
 struct Api::PendingDraw {
   std::atomic<bool> answered{false};
   std::chrono::steady_clock::time_point deadline;
-  std::function<void(http::Response)> finish;
+  Answer answer;
   std::string path;
+  std::string allow_origin;
+  std::array<char, 128> request_id{};
+
+  void keep(Answer&& a) {
+    answer = std::move(a);
+    path.assign(answer.path);
+    allow_origin.assign(answer.allow_origin);
+    const std::size_t id_size = std::min(answer.request_id.size(), request_id.size());
+    std::copy_n(answer.request_id.data(), id_size, request_id.data());
+    answer.path = path;
+    answer.allow_origin = allow_origin;
+    answer.request_id = std::string_view(request_id.data(), id_size);
+  }
+
+  // Answers once; the Responder goes with the answer, on this io thread.
+  void finish(Api& api, http::Response response) {
+    api.finish(answer, std::move(response));
+    answer.respond = http::Responder();
+  }
 };
 
 Api::Api(ApiContext context) : ctx_(std::move(context)) {
@@ -322,64 +357,70 @@ void Api::expire_deadlines() {
   for (auto& draw : late) {
     if (draw->answered.exchange(true)) continue;
     ctx_.metrics.count_draw("deadline_exceeded");
-    draw->finish(problem_response(
-        make_error(ErrorKind::unavailable,
-                   "the draw did not complete within the request deadline; retry with the same "
-                   "Idempotency-Key to get its outcome"),
-        draw->path));
+    draw->finish(*this, problem_response(
+                            make_error(ErrorKind::unavailable,
+                                       "the draw did not complete within the request deadline; retry with "
+                                       "the same Idempotency-Key to get its outcome"),
+                            draw->path));
   }
 }
 
+// Decorates the response (CORS), records the request's metrics and log line,
+// and hands the response to the Responder.
+void Api::finish(const Answer& answer, http::Response response) {
+  if (!answer.allow_origin.empty()) {
+    response.set_header("Access-Control-Allow-Origin", std::string(answer.allow_origin));
+    if (answer.allow_origin != "*") response.set_header("Vary", "Origin");
+    response.set_header("Access-Control-Expose-Headers",
+                        "X-Request-Id, Idempotent-Replayed, Retry-After, RateLimit, RateLimit-Policy");
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - answer.started).count();
+  ctx_.metrics.observe_request(answer.route_name, answer.method, response.status, seconds);
+  if (response.status >= 500) {
+    log::warn("request failed", {{"request_id", answer.request_id},
+                                 {"method", answer.method},
+                                 {"route", answer.route_name},
+                                 {"status", response.status},
+                                 {"detail", response.body}});
+  } else if (log::debug_enabled()) {
+    log::debug("request", {{"request_id", answer.request_id},
+                           {"method", answer.method},
+                           {"path", answer.path},
+                           {"status", response.status},
+                           {"seconds", seconds}});
+  }
+  answer.respond(std::move(response));
+}
+
+// The request is only read, never moved from: the server reuses its strings
+// for the connection's next request. Nothing here may view it after
+// returning; a draw's PendingDraw copies what its answer needs.
 void Api::handle(http::Request&& request, http::Responder respond) {
   const auto started = std::chrono::steady_clock::now();
-  auto req = std::make_shared<http::Request>(std::move(request));
-  const RouteMatch match = match_route(req->method, req->path);
+  const http::Request& req = request;
+  const RouteMatch match = match_route(req.method, req.path);
   const std::string_view route_name = match.route ? match.route->name : "unmatched";
 
   // CORS: public routes only, origins from config.
-  std::string allow_origin;
-  if (const auto origin = req->header("origin"); origin && !match.admin_path) {
+  std::string_view allow_origin;
+  if (const auto origin = req.header("origin"); origin && !match.admin_path) {
     const auto& allowed = ctx_.config.cors.allowed_origins;
     if (std::find(allowed.begin(), allowed.end(), "*") != allowed.end()) {
       allow_origin = "*";
     } else if (std::find(allowed.begin(), allowed.end(), *origin) != allowed.end()) {
-      allow_origin = std::string(*origin);
+      allow_origin = *origin;
     }
   }
 
-  auto finish = [this, req, started, route_name, allow_origin,
-                 respond = std::move(respond)](http::Response response) mutable {
-    if (!allow_origin.empty()) {
-      response.set_header("Access-Control-Allow-Origin", allow_origin);
-      if (allow_origin != "*") response.set_header("Vary", "Origin");
-      response.set_header("Access-Control-Expose-Headers",
-                          "X-Request-Id, Idempotent-Replayed, Retry-After, RateLimit, RateLimit-Policy");
-    }
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    ctx_.metrics.observe_request(route_name, method_label(req->method), response.status, seconds);
-    if (response.status >= 500) {
-      log::warn("request failed", {{"request_id", req->request_id},
-                                   {"method", req->method},
-                                   {"route", route_name},
-                                   {"status", response.status},
-                                   {"detail", response.body}});
-    } else if (log::debug_enabled()) {
-      log::debug("request", {{"request_id", req->request_id},
-                             {"method", req->method},
-                             {"path", req->path},
-                             {"status", response.status},
-                             {"seconds", seconds}});
-    }
-    respond(std::move(response));
-  };
-  auto fail = [&finish, req](const Error& error) mutable {
-    finish(problem_response(error, req->path));
-  };
+  Answer answer{std::move(respond), started, route_name, method_label(req.method), req.path, req.request_id,
+                allow_origin};
+  auto finish = [this, &answer](http::Response response) { this->finish(answer, std::move(response)); };
+  auto fail = [&finish, &req](const Error& error) { finish(problem_response(error, req.path)); };
 
   // CORS preflight.
-  if (req->method == "OPTIONS" && match.kind != RouteMatch::Kind::not_found && !match.admin_path &&
-      req->header("access-control-request-method")) {
+  if (req.method == "OPTIONS" && match.kind != RouteMatch::Kind::not_found && !match.admin_path &&
+      req.header("access-control-request-method")) {
     http::Response response;
     response.status = 204;
     if (!allow_origin.empty()) {
@@ -391,11 +432,11 @@ void Api::handle(http::Request&& request, http::Responder respond) {
     return finish(std::move(response));
   }
   if (match.kind == RouteMatch::Kind::not_found) {
-    return fail(make_error(ErrorKind::not_found, "no route for " + req->path));
+    return fail(make_error(ErrorKind::not_found, "no route for " + req.path));
   }
   if (match.kind == RouteMatch::Kind::method_not_allowed) {
     auto response = problem_response(
-        make_error(ErrorKind::method_not_allowed, req->method + " is not allowed here"), req->path);
+        make_error(ErrorKind::method_not_allowed, req.method + " is not allowed here"), req.path);
     response.set_header("Allow", match.allow);
     return finish(std::move(response));
   }
@@ -406,22 +447,22 @@ void Api::handle(http::Request&& request, http::Responder respond) {
     std::string guard_key;
     if (admin_guard_) {
       static const TrustedProxies kNoProxies;
-      guard_key = address_rate_key(client_address(req->remote_addr, req->header("x-forwarded-for"),
+      guard_key = address_rate_key(client_address(req.remote_addr, req.header("x-forwarded-for"),
                                                    ctx_.trusted_proxies ? *ctx_.trusted_proxies : kNoProxies));
       if (const auto lock = admin_guard_->check(guard_key, ctx_.clock.now_ms()); lock.locked) {
         auto response = problem_response(
             make_error(ErrorKind::rate_limited,
                        "too many failed admin authentications from this address; retry after the indicated time"),
-            req->path);
+            req.path);
         response.set_header("Retry-After", std::to_string(lock.retry_after_s));
         return finish(std::move(response));
       }
     }
-    const auto authorization = req->header("authorization");
+    const auto authorization = req.header("authorization");
     if (!authorization) {
       auto response = problem_response(
           make_error(ErrorKind::unauthorized, "admin calls need Authorization: Bearer <token>"),
-          req->path);
+          req.path);
       response.set_header("WWW-Authenticate", "Bearer");
       return finish(std::move(response));
     }
@@ -434,10 +475,10 @@ void Api::handle(http::Request&& request, http::Responder respond) {
         const auto failure = admin_guard_->record_failure(guard_key, ctx_.clock.now_ms());
         // The client address and the count only: never the token.
         log::info("admin authentication failed",
-                  {{"request_id", req->request_id}, {"client", guard_key}, {"failures", failure.failures}});
+                  {{"request_id", req.request_id}, {"client", guard_key}, {"failures", failure.failures}});
         if (failure.now_locked) {
           log::warn("admin authentication locked out",
-                    {{"request_id", req->request_id}, {"client", guard_key},
+                    {{"request_id", req.request_id}, {"client", guard_key},
                      {"failures", failure.failures}, {"retry_after_s", failure.retry_after_s}});
         }
       }
@@ -453,7 +494,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
     if (decision.allowed) return false;
     auto response = problem_response(
         make_error(ErrorKind::rate_limited, "too many requests; retry after the indicated time"),
-        req->path);
+        req.path);
     response.set_header("Retry-After", std::to_string(std::max<std::int64_t>(1, decision.retry_after_s)));
     response.set_header("RateLimit-Policy", limiter.policy_header());
     response.set_header("RateLimit", limiter.limit_header(decision));
@@ -465,7 +506,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       (route.endpoint == Endpoint::draw || route.endpoint == Endpoint::issue_token)) {
     static const TrustedProxies kNoProxies;
     const std::string address = client_address(
-        req->remote_addr, req->header("x-forwarded-for"),
+        req.remote_addr, req.header("x-forwarded-for"),
         ctx_.trusted_proxies ? *ctx_.trusted_proxies : kNoProxies);
     if (limited(*ctx_.address_limiter, address_rate_key(address))) return;
   }
@@ -473,9 +514,9 @@ void Api::handle(http::Request&& request, http::Responder respond) {
     case Endpoint::draw: {
       DrawFields fields;
       json parsed;  // owns what `fields` views when the body took the full parser
-      if (!scan_draw_body(*req, fields)) {
+      if (!scan_draw_body(req, fields)) {
         fields = DrawFields{};
-        auto body = parse_json_body(*req);
+        auto body = parse_json_body(req);
         if (!body.ok()) {
           ctx_.metrics.count_draw(problem_info(body.error().kind).type);
           return fail(body.error());
@@ -495,12 +536,12 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       // nobody can draw as someone else; a body user_id must then agree.
       std::optional<std::string> token_user;
       if (ctx_.jwt) {
-        const auto authorization = req->header("authorization");
+        const auto authorization = req.header("authorization");
         const auto token = authorization ? bearer_token(*authorization) : std::nullopt;
         if (token) {
           auto verified = ctx_.jwt->verify(*token, now / 1000);
           if (!verified.ok()) {
-            auto response = problem_response(verified.error(), req->path);
+            auto response = problem_response(verified.error(), req.path);
             response.set_header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
             return finish(std::move(response));
           }
@@ -508,7 +549,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
         } else if (ctx_.config.auth.require_user_token) {
           auto response = problem_response(
               make_error(ErrorKind::unauthorized, "draws need Authorization: Bearer <user token>"),
-              req->path);
+              req.path);
           response.set_header("WWW-Authenticate", "Bearer");
           return finish(std::move(response));
         }
@@ -541,7 +582,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
         }
       }
       std::optional<std::string> key;
-      if (const auto header = req->header("idempotency-key")) {
+      if (const auto header = req.header("idempotency-key")) {
         key = parse_idempotency_key(*header);
         if (!key) {
           return fail(bad_request("Idempotency-Key: 1-128 visible ASCII characters, bare or quoted"));
@@ -569,30 +610,27 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       command.idempotency_key = std::move(*key);
       auto pending = std::make_shared<PendingDraw>();
       pending->deadline = started + std::chrono::milliseconds(ctx_.config.http.request_timeout_ms);
-      pending->finish = std::move(finish);
-      pending->path = req->path;
+      pending->keep(std::move(answer));  // `finish` and `fail` are not used from here on
       {
         std::lock_guard lock(pending_mutex_);
         pending_.push_back(pending);
       }
-      auto post = ctx_.post;
-      ctx_.store.draw(std::move(command), [this, post, pending](Result<DrawOutcome> outcome) mutable {
+      ctx_.store.draw(std::move(command), [this, pending](Result<DrawOutcome> outcome) mutable {
         // Completions arrive on the sink's writer thread: do the JSON on an io thread.
-        post([this, pending = std::move(pending), outcome = std::move(outcome)]() mutable {
+        ctx_.post([this, pending = std::move(pending), outcome = std::move(outcome)]() mutable {
           if (pending->answered.exchange(true)) return;  // the deadline answered already
           if (!outcome.ok()) {
             ctx_.metrics.count_draw(problem_info(outcome.error().kind).type);
-            return pending->finish(problem_response(outcome.error(), pending->path));
+            return pending->finish(*this, problem_response(outcome.error(), pending->path));
           }
           const DrawOutcome& o = outcome.value();
           ctx_.metrics.count_draw(o.replayed ? "replayed" : (o.record.won ? "won" : "miss"));
           http::Response response;
           response.status = 200;
-          response.headers.reserve(2);
-          response.headers.emplace_back("Content-Type", "application/json");
+          response.content_type = "application/json";
           if (o.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
           response.body = draw_body(o.record);
-          pending->finish(std::move(response));
+          pending->finish(*this, std::move(response));
         });
       });
       return;
@@ -604,9 +642,9 @@ void Api::handle(http::Request&& request, http::Responder respond) {
           201, {{"token", token->token}, {"expires_at_ms", token->expires_at_ms}}));
     }
     case Endpoint::list_activities: {
-      auto limit = parse_limit(*req);
+      auto limit = parse_limit(req);
       if (!limit.ok()) return fail(limit.error());
-      const auto cursor = req->query_param("cursor");
+      const auto cursor = req.query_param("cursor");
       json items = json::array();
       std::optional<std::string> next;
       for (const ActivityView& view : ctx_.store.list_activities(now)) {
@@ -633,9 +671,9 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       if (auto view = ctx_.store.get_activity(match.params[0], now); !view.ok()) {
         return fail(view.error());
       }
-      auto limit = parse_limit(*req);
+      auto limit = parse_limit(req);
       if (!limit.ok()) return fail(limit.error());
-      auto after = parse_int_param(*req, "after_seq", -1);
+      auto after = parse_int_param(req, "after_seq", -1);
       if (!after.ok()) return fail(after.error());
       auto page = ctx_.sink.activity_draws(match.params[0], after.value(), limit.value());
       if (!page.ok()) return fail(page.error());
@@ -654,10 +692,10 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       return finish(json_response(200, draw_json(*found.value(), true)));
     }
     case Endpoint::user_draws: {
-      auto limit = parse_limit(*req);
+      auto limit = parse_limit(req);
       if (!limit.ok()) return fail(limit.error());
-      const auto activity = req->query_param("activity_id");
-      const auto cursor = req->query_param("cursor");
+      const auto activity = req.query_param("activity_id");
+      const auto cursor = req.query_param("cursor");
       auto page = ctx_.sink.user_draws(
           match.params[0],
           activity ? std::optional<std::string_view>(*activity) : std::nullopt,
@@ -668,7 +706,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       return finish(json_response(200, page_json(std::move(items), page->next)));
     }
     case Endpoint::put_activity: {
-      auto body = parse_json_body(*req);
+      auto body = parse_json_body(req);
       if (!body.ok()) return fail(body.error());
       if (auto id = body->find("id"); id != body->end() && *id != json(match.params[0])) {
         return fail(bad_request("id: differs from the id in the path"));
@@ -678,7 +716,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       auto created = ctx_.store.put_activity(match.params[0], std::move(config.value()), now);
       if (!created.ok()) return fail(created.error());
       log::info(created.value() ? "activity created" : "activity replaced",
-                {{"request_id", req->request_id}, {"activity_id", match.params[0]}});
+                {{"request_id", req.request_id}, {"activity_id", match.params[0]}});
       auto view = ctx_.store.get_activity(match.params[0], now);
       if (!view.ok()) return fail(view.error());
       return finish(json_response(created.value() ? 201 : 200, activity_view_json(view.value())));
@@ -687,7 +725,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       if (auto ended = ctx_.store.end_activity(match.params[0], now); !ended.ok()) {
         return fail(ended.error());
       }
-      log::info("activity ended", {{"request_id", req->request_id}, {"activity_id", match.params[0]}});
+      log::info("activity ended", {{"request_id", req.request_id}, {"activity_id", match.params[0]}});
       auto view = ctx_.store.get_activity(match.params[0], now);
       if (!view.ok()) return fail(view.error());
       return finish(json_response(200, activity_view_json(view.value())));
@@ -695,7 +733,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
     case Endpoint::healthz: {
       // A constant: liveness probes and load balancers call this often.
       http::Response response;
-      response.headers.emplace_back("Content-Type", "application/json");
+      response.content_type = "application/json";
       response.body = R"({"status":"ok"})";
       return finish(std::move(response));
     }
@@ -708,7 +746,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
     }
     case Endpoint::metrics: {
       http::Response response;
-      response.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+      response.content_type = "text/plain; version=0.0.4; charset=utf-8";
       response.body = ctx_.render_metrics();
       return finish(std::move(response));
     }

@@ -1,6 +1,9 @@
 // Route matching over the route table; segments of "{name}" match one path segment.
 #include "fairdraw/app/router.hpp"
 
+#include <array>
+#include <cstdlib>
+
 #include "fairdraw/http/message.hpp"
 
 namespace fairdraw::app {
@@ -20,11 +23,36 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return parts;
 }
 
+// A request path split in place, without allocating: it runs on every request.
+// A path with more segments than any pattern matches nothing (too_long).
+struct PathParts {
+  static constexpr std::size_t kMax = 4;
+  std::array<std::string_view, kMax> parts;
+  std::size_t size = 0;
+  bool too_long = false;
+
+  explicit PathParts(std::string_view path) {
+    if (path.empty() || path.front() != '/') return;
+    std::size_t start = 1;
+    while (start <= path.size()) {
+      if (size == kMax) {
+        too_long = true;
+        return;
+      }
+      const std::size_t end = path.find('/', start);
+      const std::size_t stop = end == std::string_view::npos ? path.size() : end;
+      parts[size++] = path.substr(start, stop - start);
+      if (end == std::string_view::npos) break;
+      start = end + 1;
+    }
+  }
+};
+
 // `wanted` is a pattern split once (see split_patterns); params are decoded
 // only for a route that matches.
-bool matches(const std::vector<std::string_view>& wanted, const std::vector<std::string_view>& parts,
-             std::vector<std::string>* params) {
-  if (wanted.size() != parts.size()) return false;
+bool matches(const std::vector<std::string_view>& wanted, const PathParts& path, std::vector<std::string>* params) {
+  if (path.too_long || wanted.size() != path.size) return false;
+  const auto& parts = path.parts;
   for (std::size_t i = 0; i < wanted.size(); ++i) {
     const bool is_param = wanted[i].size() > 1 && wanted[i].front() == '{';
     if (is_param ? parts[i].empty() : wanted[i] != parts[i]) return false;
@@ -63,7 +91,7 @@ const std::vector<Route>& routes() {
 
 RouteMatch match_route(std::string_view method, std::string_view path) {
   RouteMatch result;
-  const auto parts = split_path(path);
+  const PathParts parts(path);
   const auto& table = routes();
   const auto& patterns = split_patterns();
   std::vector<std::string> params;
@@ -91,7 +119,10 @@ namespace {
 const std::vector<std::vector<std::string_view>>& split_patterns() {
   static const std::vector<std::vector<std::string_view>> patterns = [] {
     std::vector<std::vector<std::string_view>> out;
-    for (const Route& route : routes()) out.push_back(split_path(route.pattern));
+    for (const Route& route : routes()) {
+      out.push_back(split_path(route.pattern));
+      if (out.back().size() > PathParts::kMax) std::abort();  // PathParts::kMax must cover every pattern
+    }
     return out;
   }();
   return patterns;

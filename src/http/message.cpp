@@ -72,6 +72,7 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
 }
 
 void Response::set_header(std::string name, std::string value) {
+  if (iequals(name, "content-type")) content_type = {};
   auto same = [&name](const auto& h) { return iequals(h.first, name); };
   auto it = std::find_if(headers.begin(), headers.end(), same);
   if (it == headers.end()) {
@@ -87,6 +88,7 @@ std::optional<std::string_view> Response::header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
     if (iequals(key, name)) return std::string_view(value);
   }
+  if (!content_type.empty() && iequals(name, "content-type")) return content_type;
   return std::nullopt;
 }
 

@@ -32,9 +32,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/write.hpp>
 #pragma GCC diagnostic pop
 
@@ -57,6 +56,11 @@ constexpr std::size_t kLingerBytes = 1 << 20;
 constexpr std::chrono::milliseconds kAcceptBackoff{50};
 constexpr std::size_t kReadChunk = 16384;
 constexpr std::size_t kKeptBodyCapacity = 4096;
+constexpr std::size_t kKeptBufferCapacity = 16384;
+constexpr std::size_t kKeptTargetCapacity = 1024;
+constexpr std::size_t kKeptHeaderFields = 32;
+constexpr std::size_t kPooledExchanges = 64;  // per io thread
+constexpr std::size_t kPooledSlots = 256;     // per thread
 constexpr unsigned kMaxSyncNesting = 8;
 
 // splitmix64: request ids only need to be unique-ish and cheap, not secret.
@@ -142,7 +146,7 @@ std::string json_escape(std::string_view in) {
 Response problem(int status, std::string_view type, std::string_view title, std::string_view detail) {
   Response r;
   r.status = status;
-  r.set_header("Content-Type", "application/problem+json");
+  r.content_type = "application/problem+json";
   if (status == 503) r.set_header("Retry-After", "1");
   r.body = "{\"type\":\"" + json_escape(type) + "\",\"title\":\"" + json_escape(title) +
            "\",\"status\":" + std::to_string(status) + ",\"detail\":\"" + json_escape(detail) + "\"}";
@@ -152,6 +156,7 @@ Response problem(int status, std::string_view type, std::string_view title, std:
 std::string refusal_bytes() {
   const Response r = problem(503, "unavailable", "Service unavailable", "too many connections");
   std::string out = "HTTP/1.1 503 Service Unavailable\r\n";
+  out += "Content-Type: " + std::string(r.content_type) + "\r\n";
   for (const auto& [name, value] : r.headers) out += name + ": " + value + "\r\n";
   out += "X-Request-Id: " + generate_request_id() + "\r\n";
   out += "Server: fairdraw\r\nConnection: close\r\nContent-Length: " + std::to_string(r.body.size()) +
@@ -232,7 +237,10 @@ struct Core {
   unsigned threads = 1;
   Counters counters;
   std::mutex mu;
-  std::unordered_map<Session*, std::weak_ptr<Session>> sessions;  // under mu
+  // Live sessions, linked through the sessions themselves (no allocation per
+  // connection); under mu. A session unlinks itself in its destructor.
+  Session* sessions = nullptr;
+  std::vector<std::shared_ptr<Session>> live_sessions();  // takes mu
   std::vector<std::weak_ptr<RepeatingTimer>> timers;              // under mu
   std::function<void()> on_stopping;                              // under mu
   std::atomic<bool> stopping{false};
@@ -253,12 +261,190 @@ struct Core {
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;  // under mu
 };
 
+// Per-thread free lists: taking and returning an object allocates nothing once
+// warm. Objects may come back on another io thread than the one that took
+// them; each list is bounded and frees what does not fit.
+template <class T, std::size_t kMax>
+class FreeList {
+ public:
+  static std::unique_ptr<T> take() {
+    auto& list = local();
+    if (list.empty()) return std::make_unique<T>();
+    std::unique_ptr<T> p = std::move(list.back());
+    list.pop_back();
+    return p;
+  }
+
+  static void give(std::unique_ptr<T> p) {
+    auto& list = local();
+    if (list.size() < kMax) list.push_back(std::move(p));
+  }
+
+ private:
+  static std::vector<std::unique_ptr<T>>& local() {
+    thread_local std::vector<std::unique_ptr<T>> list = [] {
+      std::vector<std::unique_ptr<T>> v;
+      v.reserve(kMax);
+      return v;
+    }();
+    return list;
+  }
+};
+
+// Beast's HTTP/1.1 parser (framing, limits, chunked decoding) writing into our
+// own Request: the request line, the fields and the body go straight into the
+// connection's reused strings. Beast's request_parser kept each field in an
+// allocation of its own, then we copied them all. It also notes the few facts
+// about the header that check_header() decides on.
+class RequestParser final : public bhttp::basic_parser<true> {
+ public:
+  RequestParser(Request& request, std::string& request_id) : request_(request), request_id_(request_id) {}
+
+  bool got_request_line() const { return got_request_line_; }
+  unsigned version() const { return version_; }
+  bool is_head() const { return head_; }
+  std::size_t transfer_encodings() const { return transfer_encodings_; }
+  bool transfer_encoding_is_chunked() const { return transfer_encoding_is_chunked_; }
+  std::size_t content_lengths() const { return content_lengths_; }
+  bool expects_continue() const { return expects_continue_; }
+
+ private:
+  void on_request_impl(bhttp::verb method, std::string_view method_str, std::string_view target, int version,
+                       error_code&) override {
+    got_request_line_ = true;
+    version_ = static_cast<unsigned>(version);
+    head_ = method == bhttp::verb::head;
+    request_.method.assign(method_str);
+    request_.target.assign(target);
+    const std::size_t q = target.find('?');
+    request_.path.assign(target.substr(0, q));
+    request_.query.assign(q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
+    request_.body.clear();
+    fields_ = 0;
+  }
+
+  void on_response_impl(int, std::string_view, int, error_code&) override {}
+
+  // `value` may view a temporary buffer (folded lines): copied here.
+  void on_field_impl(bhttp::field name, std::string_view name_string, std::string_view value,
+                     error_code&) override {
+    auto& headers = request_.headers;
+    if (fields_ == headers.size()) headers.emplace_back();
+    auto& [stored_name, stored_value] = headers[fields_++];
+    stored_name.assign(name_string);
+    std::transform(stored_name.begin(), stored_name.end(), stored_name.begin(), ascii_lower);
+    stored_value.assign(trim(value));
+    // The first of each, as basic_fields' operator[] answered it.
+    switch (name) {
+      case bhttp::field::transfer_encoding:
+        if (transfer_encodings_++ == 0) transfer_encoding_is_chunked_ = iequals(trim(value), "chunked");
+        break;
+      case bhttp::field::content_length: ++content_lengths_; break;
+      case bhttp::field::expect:
+        if (!seen_expect_) expects_continue_ = iequals(trim(value), "100-continue");
+        seen_expect_ = true;
+        break;
+      default:
+        if (!seen_request_id_ && iequals(name_string, "x-request-id")) {
+          seen_request_id_ = true;
+          if (valid_request_id(value)) request_id_.assign(value);
+        }
+    }
+  }
+
+  void on_header_impl(error_code&) override { request_.headers.resize(fields_); }
+
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
+    if (length) request_.body.reserve(static_cast<std::size_t>(*length));  // within body_limit
+  }
+
+  std::size_t on_body_impl(std::string_view body, error_code&) override {
+    request_.body.append(body);
+    return body.size();
+  }
+
+  void on_chunk_header_impl(std::uint64_t, std::string_view, error_code&) override {}
+
+  std::size_t on_chunk_body_impl(std::uint64_t, std::string_view body, error_code&) override {
+    request_.body.append(body);
+    return body.size();
+  }
+
+  void on_finish_impl(error_code&) override {}
+
+  Request& request_;
+  std::string& request_id_;
+  std::size_t fields_ = 0;
+  std::size_t transfer_encodings_ = 0;
+  std::size_t content_lengths_ = 0;
+  unsigned version_ = 11;
+  bool got_request_line_ = false;
+  bool head_ = false;
+  bool transfer_encoding_is_chunked_ = false;
+  bool seen_expect_ = false;
+  bool expects_continue_ = false;
+  bool seen_request_id_ = false;
+};
+
+// What a connection needs only while a request is in progress, from its first
+// byte until its response is written: the read buffer, the parser, the request
+// and the response bytes. A connection waiting for its next request returns it
+// to a per-thread pool, so an idle connection holds none of it and a busy one
+// reuses the strings' capacity from request to request.
+struct Exchange {
+  beast::flat_buffer buffer;  // pipelined bytes wait here (the Exchange stays while it holds any)
+  std::optional<RequestParser> parser;
+  Request request;
+  std::string request_id;                 // X-Request-Id of the answer (the Handler may move request's)
+  std::optional<Response> sync_response;  // answered during dispatch(); see post_response
+  std::string out_head;                   // status line and headers of the response being written
+  std::string out_body;                   // its body
+
+  // Keeps capacities that a typical request reuses, frees the rest.
+  void recycle() {
+    parser.reset();
+    sync_response.reset();
+    if (buffer.capacity() > kKeptBufferCapacity) {
+      buffer = beast::flat_buffer();
+    } else {
+      buffer.clear();
+    }
+    if (out_body.capacity() > kKeptBodyCapacity) std::string().swap(out_body);
+    out_body.clear();
+    // A long target, many fields or a large body are not kept in the pool.
+    if (request.target.capacity() > kKeptTargetCapacity || request.headers.capacity() > kKeptHeaderFields ||
+        request.body.capacity() > kKeptBodyCapacity) {
+      request = Request();
+    }
+  }
+};
+using ExchangePool = FreeList<Exchange, kPooledExchanges>;
+
+// Where the Responder of a request answers to: its session, held weakly (a
+// Responder that outlives the server must not keep sockets alive). Pooled.
+class ResponseSlot final : public Responder::Target {
+ public:
+  void attach(std::weak_ptr<Session> session) {
+    session_ = std::move(session);
+    used_.store(false, std::memory_order_relaxed);
+  }
+  void deliver(Response response) override;
+  void unreferenced() noexcept override;
+
+ private:
+  std::weak_ptr<Session> session_;
+  std::atomic<bool> used_{false};
+};
+using SlotPool = FreeList<ResponseSlot, kPooledSlots>;
+
 // Where a session is in its request cycle; timers and shutdown act by phase.
 enum class Phase { idle, reading, continuing, handling, writing, lingering, closed };
 
 // One connection. Its lifetime is the chain of its pending operations (each
 // holds shared_from_this()), plus `self_` while the Handler owes a response.
-// Everything except post_response() runs on the connection's strand.
+// Everything except post_response() runs on the connection's strand. Between
+// requests it holds only its socket and timer: it waits for readability
+// without a buffer, and takes an Exchange when bytes arrive.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Core& server, tcp::socket socket)
@@ -268,7 +454,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // Each response goes out in one write; Nagle would only hold back the
     // next pipelined one until the client's delayed ACK.
     socket_.set_option(tcp::no_delay(true), ec);
-    // Responses are first written without waiting (see write_response).
+    // Reads happen when the socket is readable, writes first without waiting
+    // (see write_response): both never block.
     socket_.non_blocking(true, ec);
     const auto ep = socket_.remote_endpoint(ec);
     if (!ec) remote_addr_ = ep.address().to_string();
@@ -278,7 +465,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // Still waiting on the Handler: the shutdown grace ran out, or the server is being destroyed.
     if (phase_ == Phase::handling) server_.counters.in_flight_requests.fetch_sub(1, std::memory_order_relaxed);
     server_.counters.open_connections.fetch_sub(1, std::memory_order_relaxed);
-    if (!held_address_.empty()) server_.release_address(held_address_);
+    if (holds_address_) server_.release_address(remote_addr_);
+    release_exchange();
     server_.session_gone(this);
   }
 
@@ -294,7 +482,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // Answered from inside dispatch(), on this strand: dispatch() writes it
     // when the Handler returns, without a trip through the scheduler.
     if (tls_handling_session == this) {
-      sync_response_ = std::move(response);
+      x_->sync_response = std::move(response);
       return;
     }
     net::post(executor_, [self = shared_from_this(), r = std::move(response)]() mutable {
@@ -313,26 +501,39 @@ class Session : public std::enable_shared_from_this<Session> {
   // while no io thread runs (server destruction).
   void abandon() { self_.reset(); }
 
-  // The peer address this connection counts against; released in ~Session.
-  void hold_address(std::string address) { held_address_ = std::move(address); }
+  // Core::sessions, under Core::mu.
+  void link(Session*& head) {
+    next_ = head;
+    if (head != nullptr) head->prev_ = this;
+    head = this;
+  }
+  void unlink(Session*& head) {
+    if (prev_ != nullptr) prev_->next_ = next_;
+    if (next_ != nullptr) next_->prev_ = prev_;
+    if (head == this) head = next_;
+    prev_ = next_ = nullptr;
+  }
+  Session* next() const { return next_; }
+
+  // The peer address (remote_addr_) counts against the per-address cap until ~Session.
+  void hold_address() { holds_address_ = true; }
+  const std::string& remote_addr() const { return remote_addr_; }
 
  private:
   void begin_request() {
     if (server_.stopping.load()) return close_now();
-    parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(server_.options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-    parser_->body_limit(static_cast<std::uint64_t>(server_.options.max_body_bytes));
     header_checked_ = false;
     head_ = false;
-    request_id_.clear();
-    if (buffer_.size() > 0) {
+    if (x_ && x_->buffer.size() > 0) {
       // Pipelined bytes are already here: the request has started arriving.
       // Its read_timeout starts if it needs another read (read_more).
+      x_->parser.reset();
+      x_->request_id.clear();
       phase_ = Phase::reading;
       read_armed_ = false;
       return parse_buffered();
     }
+    release_exchange();
     phase_ = Phase::idle;
     // A new connection gets read_timeout for its whole first request, waiting
     // included; a keep-alive connection waits idle_timeout for the next one.
@@ -341,19 +542,29 @@ class Session : public std::enable_shared_from_this<Session> {
     read_more();
   }
 
-  void read_more() {
-    if (phase_ == Phase::reading) arm_read_deadline();
-    const std::size_t size = beast::read_size(buffer_, kReadChunk);
-    socket_.async_read_some(buffer_.prepare(size),
-                            [self = shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
+  Exchange& exchange() {
+    if (!x_) {
+      x_ = ExchangePool::take();
+      x_->request_id.clear();
+    }
+    return *x_;
   }
 
-  void on_read(error_code ec, std::size_t n) {
-    buffer_.commit(n);
+  void release_exchange() {
+    if (!x_) return;
+    x_->recycle();
+    ExchangePool::give(std::move(x_));
+  }
+
+  // Waits until the socket is readable, with no buffer: the bytes are read
+  // when they are there (on_readable), into the Exchange's buffer.
+  void read_more() {
+    if (phase_ == Phase::reading) arm_read_deadline();
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
+  }
+
+  void on_readable(error_code ec) {
     if (phase_ == Phase::closed) return;
-    // A request has started. Its read_timeout is armed only if it needs
-    // another read: most requests arrive whole in this one.
-    if (n > 0 && phase_ == Phase::idle) phase_ = Phase::reading;
     if (timed_out_) {
       if (phase_ == Phase::idle) {
         bump(server_.counters.idle_timeouts);
@@ -362,25 +573,44 @@ class Session : public std::enable_shared_from_this<Session> {
       bump(server_.counters.read_timeouts);
       return send_problem(408, "request_timeout", "Request timeout", "request not received in time");
     }
-    if (ec) return close_now();  // EOF, reset, or closed by shutdown: nobody to answer
+    if (ec) return close_now();  // closed by shutdown
+    auto& buffer = exchange().buffer;
+    const std::size_t n = socket_.read_some(buffer.prepare(beast::read_size(buffer, kReadChunk)), ec);
+    buffer.commit(n);
+    if (ec == net::error::would_block || ec == net::error::try_again) {
+      if (phase_ == Phase::idle) release_exchange();  // a spurious wake-up
+      return read_more();
+    }
+    if (ec) return close_now();  // EOF or reset: nobody to answer
+    // A request has started. Its read_timeout is armed only if it needs
+    // another read: most requests arrive whole in this one.
+    if (phase_ == Phase::idle) phase_ = Phase::reading;
     parse_buffered();
   }
 
   void parse_buffered() {
+    Exchange& x = exchange();
+    if (!x.parser) {
+      x.parser.emplace(x.request, x.request_id);
+      x.parser->header_limit(static_cast<std::uint32_t>(
+          std::min<std::size_t>(server_.options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+      x.parser->body_limit(static_cast<std::uint64_t>(server_.options.max_body_bytes));
+    }
+    RequestParser& parser = *x.parser;
     for (;;) {
-      if (parser_->is_done()) return dispatch();
-      if (buffer_.size() == 0) return read_more();
+      if (parser.is_done()) return dispatch();
+      if (x.buffer.size() == 0) return read_more();
       error_code ec;
-      const std::size_t used = parser_->put(buffer_.data(), ec);
-      buffer_.consume(used);
+      const std::size_t used = parser.put(x.buffer.data(), ec);
+      x.buffer.consume(used);
       if (ec == bhttp::error::need_more) return read_more();
       if (ec) return on_parse_error(ec);
-      if (parser_->is_header_done() && !header_checked_) {
+      if (parser.is_header_done() && !header_checked_) {
         header_checked_ = true;
         if (!check_header()) return;
         if (wants_continue()) return send_continue();
       }
-      if (used == 0 && !parser_->is_done()) return read_more();
+      if (used == 0 && !parser.is_done()) return read_more();
     }
   }
 
@@ -388,10 +618,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == bhttp::error::header_limit) {
       // The limit covers the request line too; if no line of it has ended
       // within the limit, it was the request line (the target) that was too long.
-      const auto data = buffer_.data();
+      const auto data = x_->buffer.data();
       const std::string_view head(static_cast<const char*>(data.data()),
                                   std::min(data.size(), server_.options.max_header_bytes));
-      if (parser_->get().target().empty() && head.find('\n') == std::string_view::npos) {
+      if (!x_->parser->got_request_line() && head.find('\n') == std::string_view::npos) {
         bump(server_.counters.uri_too_long);
         return send_problem(414, "uri_too_long", "URI too long", "request line too long");
       }
@@ -409,22 +639,20 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Refusals that depend on the whole header, decided before any body is read.
   bool check_header() {
-    const auto& h = parser_->get();
-    if (auto id = h["X-Request-Id"]; valid_request_id(id)) request_id_.assign(id.data(), id.size());
+    const RequestParser& p = *x_->parser;
     // Beast refuses Content-Length with chunked, but not with other codings;
     // either way a request framed two ways is a smuggling shape.
-    const auto te = h.find(bhttp::field::transfer_encoding);
-    if (te != h.end()) {
+    if (p.transfer_encodings() > 0) {
       // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing
       // (a 1.0 proxy in front would frame it differently): refuse and close.
-      if (h.version() < 11 || h.count(bhttp::field::content_length) > 0 ||
-          h.count(bhttp::field::transfer_encoding) > 1 || !iequals(trim(te->value()), "chunked")) {
+      if (p.version() < 11 || p.content_lengths() > 0 || p.transfer_encodings() > 1 ||
+          !p.transfer_encoding_is_chunked()) {
         bump(server_.counters.bad_requests);
         send_problem(400, "invalid_request", "Invalid request", "unsupported Transfer-Encoding framing");
         return false;
       }
     }
-    if (const auto length = parser_->content_length(); length && *length > server_.options.max_body_bytes) {
+    if (const auto length = p.content_length(); length && *length > server_.options.max_body_bytes) {
       bump(server_.counters.payload_too_large);
       send_problem(413, "payload_too_large", "Payload too large",
                    "body over " + std::to_string(server_.options.max_body_bytes) + " bytes");
@@ -434,8 +662,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   bool wants_continue() const {
-    const auto& h = parser_->get();
-    return h.version() >= 11 && !parser_->is_done() && iequals(trim(h[bhttp::field::expect]), "100-continue");
+    const RequestParser& p = *x_->parser;
+    return p.version() >= 11 && !p.is_done() && p.expects_continue();
   }
 
   void send_continue() {
@@ -459,60 +687,35 @@ class Session : public std::enable_shared_from_this<Session> {
     phase_ = Phase::handling;
     disarm();
     first_request_ = false;
-    auto msg = parser_->release();
-    keep_alive_ = msg.keep_alive();
-    version_ = msg.version();
-    head_ = msg.method() == bhttp::verb::head;
-    if (request_id_.empty()) generate_request_id(request_id_);
-
-    Request req;
-    req.method = std::string(msg.method_string());
-    req.target = std::string(msg.target());
-    const auto q = req.target.find('?');
-    req.path = req.target.substr(0, q);
-    if (q != std::string::npos) req.query = req.target.substr(q + 1);
-    req.headers.reserve(static_cast<std::size_t>(std::distance(msg.begin(), msg.end())));
-    for (const auto& field : msg) {
-      std::string name(field.name_string());
-      std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
-      req.headers.emplace_back(std::move(name), std::string(trim(field.value())));
-    }
-    req.body = std::move(msg.body());
-    req.request_id = request_id_;
-    req.remote_addr = remote_addr_;
+    Exchange& x = *x_;
+    keep_alive_ = x.parser->keep_alive();
+    version_ = x.parser->version();
+    head_ = x.parser->is_head();
+    if (x.request_id.empty()) generate_request_id(x.request_id);
+    // method, target, path, query, headers and body are the parser's.
+    Request& req = x.request;
+    req.request_id.assign(x.request_id);
+    req.remote_addr.assign(remote_addr_);
     req.keep_alive = keep_alive_;
 
     bump(server_.counters.in_flight_requests);
-    // The Handler may answer later from any thread, or drop the Responder. The
-    // slot holds the session only weakly (a Responder that outlives the server
-    // must not keep sockets alive); self_ keeps it alive until the answer.
+    // The Handler may answer later from any thread, or drop the Responder;
+    // self_ keeps the session alive until the answer.
     self_ = shared_from_this();
-    struct Slot {
-      std::weak_ptr<Session> session;
-      std::atomic<bool> used{false};
-      explicit Slot(std::weak_ptr<Session> s) : session(std::move(s)) {}
-      Slot(const Slot&) = delete;
-      Slot& operator=(const Slot&) = delete;
-      void answer(Response r) {
-        if (used.exchange(true)) return;  // second call: ignored
-        if (auto s = session.lock()) s->post_response(std::move(r));
-      }
-      ~Slot() {
-        if (!used.load()) answer(problem(500, "internal", "Internal error", "no response produced"));
-      }
-    };
-    auto slot = std::make_shared<Slot>(weak_from_this());
-    Responder respond = [slot](Response r) { slot->answer(std::move(r)); };
+    std::unique_ptr<ResponseSlot> slot = SlotPool::take();
+    slot->attach(weak_from_this());
+    Responder respond(*slot.release());  // owned by the Responders from here; see ResponseSlot
     tls_handling_session = this;
     try {
       server_.handler(std::move(req), respond);
     } catch (...) {
       respond(problem(500, "internal", "Internal error", "handler failed"));
     }
+    respond = Responder();  // our reference: a Handler that kept none has answered 500 now
     tls_handling_session = nullptr;
-    if (sync_response_) {
-      Response r = std::move(*sync_response_);
-      sync_response_.reset();
+    if (x.sync_response) {
+      Response r = std::move(*x.sync_response);
+      x.sync_response.reset();
       // A pipelined request answered synchronously nests the next one in this
       // call (write, begin_request, parse, dispatch): a long pipeline unwinds
       // through the scheduler now and then instead of growing the stack.
@@ -538,12 +741,13 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void send_problem(int status, std::string_view type, std::string_view title, std::string detail) {
-    if (request_id_.empty()) generate_request_id(request_id_);
+    std::string& id = exchange().request_id;
+    if (id.empty()) generate_request_id(id);
     write_response(problem(status, type, title, detail), true);
   }
 
-  // The response is serialised by hand into out_head_, whose capacity stays
-  // with the connection, and written with the body in one gathered write:
+  // The response is serialised by hand into out_head, whose capacity stays
+  // with the Exchange, and written with the body in one gathered write:
   // Beast's fields and serializer cost an allocation per header and most of
   // the instructions of a small response. The bytes are the ones Beast wrote
   // (same order: the handler's headers, Server, X-Request-Id, Content-Length,
@@ -552,9 +756,10 @@ class Session : public std::enable_shared_from_this<Session> {
     phase_ = Phase::writing;
     disarm();
     close_after_write_ = close;
+    Exchange& x = exchange();
     int status = r.status;
     if (status < 200 || status > 599) status = 500;  // 1xx would break the framing
-    std::string& out = out_head_;
+    std::string& out = x.out_head;
     out.clear();
     char digits[24];
     out.append("HTTP/");
@@ -567,6 +772,13 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
     out.append(reason.data(), reason.size());
     out.append("\r\n");
+    const auto named = [](std::string_view wanted) {
+      return [wanted](const auto& h) { return iequals(h.first, wanted); };
+    };
+    if (!r.content_type.empty() && safe_header_value(r.content_type) &&
+        std::none_of(r.headers.begin(), r.headers.end(), named("content-type"))) {
+      out.append("Content-Type: ").append(trim(r.content_type)).append("\r\n");
+    }
     for (const auto& [name, value] : r.headers) {
       if (!is_token(name) || !safe_header_value(value)) continue;
       if (iequals(name, "content-length") || iequals(name, "transfer-encoding") || iequals(name, "connection") ||
@@ -575,13 +787,13 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       out.append(name).append(": ").append(trim(value)).append("\r\n");
     }
-    out.append("Server: fairdraw\r\nX-Request-Id: ").append(request_id_).append("\r\n");
-    out_body_.clear();
+    out.append("Server: fairdraw\r\nX-Request-Id: ").append(x.request_id).append("\r\n");
+    x.out_body.clear();
     if (status != 204 && status != 304) {
       out.append("Content-Length: ");
       out.append(digits, std::to_chars(digits, digits + sizeof digits, r.body.size()).ptr);
       out.append("\r\n");
-      if (!head_) out_body_ = std::move(r.body);
+      if (!head_) x.out_body = std::move(r.body);
     }
     // As Beast's keep_alive(): 1.1 says only close, 1.0 only keep-alive.
     if (version_ >= 11 && close) out.append("Connection: close\r\n");
@@ -591,27 +803,25 @@ class Session : public std::enable_shared_from_this<Session> {
     // no asynchronous operation and no deadline to arm. Only a remainder waits
     // for the socket, under write_timeout.
     error_code ec;
-    const std::size_t total = out_head_.size() + out_body_.size();
+    const std::size_t total = x.out_head.size() + x.out_body.size();
     const std::size_t written =
-        socket_.write_some(std::array<net::const_buffer, 2>{net::buffer(out_head_), net::buffer(out_body_)}, ec);
+        socket_.write_some(std::array<net::const_buffer, 2>{net::buffer(x.out_head), net::buffer(x.out_body)}, ec);
     if (!ec && written == total) return on_write({});
     if (ec && ec != net::error::would_block && ec != net::error::try_again) return on_write(ec);
     if (!ec) {
-      if (written < out_head_.size()) {
-        out_head_.erase(0, written);
+      if (written < x.out_head.size()) {
+        x.out_head.erase(0, written);
       } else {
-        out_body_.erase(0, written - out_head_.size());
-        out_head_.clear();
+        x.out_body.erase(0, written - x.out_head.size());
+        x.out_head.clear();
       }
     }
     arm(server_.options.write_timeout);
-    net::async_write(socket_, std::array<net::const_buffer, 2>{net::buffer(out_head_), net::buffer(out_body_)},
+    net::async_write(socket_, std::array<net::const_buffer, 2>{net::buffer(x.out_head), net::buffer(x.out_body)},
                      [self = shared_from_this()](error_code write_ec, std::size_t) { self->on_write(write_ec); });
   }
 
   void on_write(error_code ec) {
-    // A large body is not kept for the connection's lifetime; a small one keeps its capacity.
-    if (out_body_.capacity() > kKeptBodyCapacity) std::string().swap(out_body_);
     if (ec && timed_out_ && phase_ == Phase::writing) bump(server_.counters.write_timeouts);
     if (ec || phase_ == Phase::closed) return close_now();
     if (close_after_write_) return linger_close();
@@ -621,6 +831,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Half-close and drain the client's leftovers for a moment, then close.
   void linger_close() {
     phase_ = Phase::lingering;
+    release_exchange();  // what still comes is read into a scratch buffer and dropped
     error_code ec;
     socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec) return close_now();
@@ -628,18 +839,24 @@ class Session : public std::enable_shared_from_this<Session> {
     // the exit for long; what it sends after our FIN is most likely nothing.
     const auto linger = server_.stopping.load() ? kShutdownLingerTime : kLingerTime;
     arm(std::min(linger, server_.options.read_timeout));
-    linger_read();
+    linger_wait();
   }
 
-  void linger_read() {
-    buffer_.consume(buffer_.size());
-    socket_.async_read_some(buffer_.prepare(kReadChunk), [self = shared_from_this()](error_code ec, std::size_t n) {
-      self->lingered_ += n;
-      if (ec || self->timed_out_ || self->lingered_ > kLingerBytes || self->phase_ == Phase::closed) {
-        return self->close_now();
-      }
-      self->linger_read();
+  void linger_wait() {
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+      if (ec || self->timed_out_ || self->phase_ == Phase::closed) return self->close_now();
+      self->linger_drain();
     });
+  }
+
+  void linger_drain() {
+    std::array<char, 4096> scratch;
+    for (;;) {
+      error_code ec;
+      lingered_ += socket_.read_some(net::buffer(scratch), ec);
+      if (ec == net::error::would_block || ec == net::error::try_again) return linger_wait();
+      if (ec || lingered_ > kLingerBytes) return close_now();
+    }
   }
 
   void close_now() {
@@ -657,8 +874,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // wait that fires early re-arms for deadline_; one that fires while disarmed
   // ends. So a keep-alive connection costs about one timer wait per timeout
   // period instead of several timer operations per request. On expiry the
-  // pending socket operation is cancelled; on_read and on_write decide by
-  // phase_ (a timed-out request must still get its 408).
+  // pending socket operation is cancelled; the handlers decide by phase_ (a
+  // timed-out request must still get its 408).
   void arm(std::chrono::milliseconds d) {
     timed_out_ = false;
     deadline_ = steady_clock::now() + d;
@@ -704,22 +921,18 @@ class Session : public std::enable_shared_from_this<Session> {
   Core& server_;
   const Strand executor_;  // the connection's strand; never changes, so any thread may post to it
   StrandSocket socket_;
-  beast::flat_buffer buffer_;  // lives as long as the connection: pipelined bytes wait here
-  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  std::optional<Response> sync_response_;  // answered during dispatch(); see post_response
-  unsigned sync_nesting_ = 0;               // dispatch() frames answering synchronously
-  std::string out_head_;  // status line and headers of the response being written
-  std::string out_body_;  // its body
   StrandTimer timer_;
+  std::unique_ptr<Exchange> x_;  // while a request is in progress; see Exchange
   steady_clock::time_point deadline_ = steady_clock::time_point::max();  // see arm()
   std::uint64_t timer_generation_ = 0;  // identifies the latest wait
   std::shared_ptr<Session> self_;
   std::string remote_addr_;
-  std::string held_address_;  // counted in Core::per_address; empty when the cap is off
-  std::string request_id_;
+  Session* prev_ = nullptr;  // in Core::sessions
+  Session* next_ = nullptr;
   std::size_t lingered_ = 0;
   Phase phase_ = Phase::idle;
-  unsigned version_ = 11;
+  std::uint8_t sync_nesting_ = 0;  // dispatch() frames answering synchronously
+  std::uint8_t version_ = 11;
   bool timed_out_ = false;
   bool timer_waiting_ = false;  // a wait of timer_generation_ is pending
   bool read_armed_ = false;     // this request's read_timeout is running
@@ -728,7 +941,21 @@ class Session : public std::enable_shared_from_this<Session> {
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_after_write_ = false;
+  bool holds_address_ = false;  // counted in Core::per_address
 };
+
+void ResponseSlot::deliver(Response response) {
+  if (used_.exchange(true)) return;  // a second call is ignored
+  if (auto session = session_.lock()) session->post_response(std::move(response));
+}
+
+// The last Responder of a request is gone: answer 500 if nobody answered, then
+// back to the pool (of whichever thread let go of it).
+void ResponseSlot::unreferenced() noexcept {
+  if (!used_.load()) deliver(problem(500, "internal", "Internal error", "no response produced"));
+  session_.reset();
+  SlotPool::give(std::unique_ptr<ResponseSlot>(this));
+}
 
 // every(): the state lives only in its pending operations, so it dies with the
 // io_context even if the caller keeps the handle; the handle holds it weakly.
@@ -789,13 +1016,7 @@ Core::~Core() {
   destroying.store(true);
   // No io thread runs now. Sessions still waiting on a Handler are held only by
   // their self-reference: release them while the io_context is intact.
-  std::vector<std::shared_ptr<Session>> waiting;
-  {
-    std::lock_guard lock(mu);
-    for (auto& [ptr, weak] : sessions) {
-      if (auto s = weak.lock()) waiting.push_back(std::move(s));
-    }
-  }
+  std::vector<std::shared_ptr<Session>> waiting = live_sessions();
   for (auto& s : waiting) s->abandon();
   waiting.clear();
   error_code ec;
@@ -882,10 +1103,17 @@ void Core::on_accept(error_code ec, tcp::socket socket) {
   }
   bump(counters.accepted_connections);
   auto session = std::make_shared<Session>(*this, std::move(socket));
-  if (!claimed.empty()) session->hold_address(std::move(claimed));
+  if (!claimed.empty()) {
+    // The same text as the session's remote_addr(), which releases it.
+    if (session->remote_addr() == claimed) {
+      session->hold_address();
+    } else {
+      release_address(claimed);
+    }
+  }
   {
     std::lock_guard lock(mu);
-    sessions.emplace(session.get(), session);
+    session->link(sessions);
   }
   session->start();
   do_accept();
@@ -922,12 +1150,22 @@ void Core::release_address(const std::string& address) {
   if (--it->second == 0) per_address.erase(it);
 }
 
+std::vector<std::shared_ptr<Session>> Core::live_sessions() {
+  std::vector<std::shared_ptr<Session>> live;
+  std::lock_guard lock(mu);
+  // One whose destructor is waiting for mu to unlink itself is expired: skipped.
+  for (Session* s = sessions; s != nullptr; s = s->next()) {
+    if (auto p = s->weak_from_this().lock()) live.push_back(std::move(p));
+  }
+  return live;
+}
+
 void Core::session_gone(Session* s) {
   bool last = false;
   {
     std::lock_guard lock(mu);
-    sessions.erase(s);
-    last = sessions.empty();
+    s->unlink(sessions);
+    last = sessions == nullptr;
   }
   // The last connection of a shutdown ends the wait for shutdown_grace.
   if (last && stopping.load() && !destroying.load()) io.stop();
@@ -969,7 +1207,6 @@ void Core::shutdown() {
   if (stopping.exchange(true)) return;
   std::function<void()> cb;
   std::vector<std::shared_ptr<RepeatingTimer>> live_timers;
-  std::vector<std::shared_ptr<Session>> live_sessions;
   {
     std::lock_guard lock(mu);
     cb = std::move(on_stopping);
@@ -978,10 +1215,8 @@ void Core::shutdown() {
       if (auto p = t.lock()) live_timers.push_back(std::move(p));
     }
     timers.clear();
-    for (auto& [ptr, weak] : sessions) {
-      if (auto s = weak.lock()) live_sessions.push_back(std::move(s));
-    }
   }
+  std::vector<std::shared_ptr<Session>> open_sessions = live_sessions();
   if (cb) cb();
 
   net::post(control, [this] {
@@ -995,10 +1230,10 @@ void Core::shutdown() {
     });
   });
   for (auto& t : live_timers) t->cancel();
-  for (auto& s : live_sessions) s->on_server_stopping();
+  for (auto& s : open_sessions) s->on_server_stopping();
   // Sessions gone before we looked will not report again: nothing to wait for.
   // (Dropping our references below may also end the last one, which stops io.)
-  if (live_sessions.empty()) io.stop();
+  if (open_sessions.empty()) io.stop();
 }
 
 }  // namespace

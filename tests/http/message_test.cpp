@@ -1,6 +1,8 @@
 // Request/Response helpers: percent-decoding, query parameters, header lookup.
 #include "fairdraw/http/message.hpp"
 
+#include <memory>
+
 #include <gtest/gtest.h>
 
 namespace fairdraw::http {
@@ -66,6 +68,52 @@ TEST(ResponseHeader, SetReplacesCaseInsensitively) {
   res.set_header("X-A", "3");
   EXPECT_EQ(res.headers.size(), 2U);
   EXPECT_EQ(res.header("x-a"), "3");
+}
+
+TEST(ResponseHeader, ConstantContentTypeIsAHeaderUntilOneIsSet) {
+  Response res;
+  res.content_type = "application/json";
+  EXPECT_EQ(res.header("Content-Type"), "application/json");
+  EXPECT_TRUE(res.headers.empty());
+  res.set_header("content-type", "text/plain");
+  EXPECT_TRUE(res.content_type.empty());
+  EXPECT_EQ(res.header("Content-Type"), "text/plain");
+}
+
+TEST(ResponderTest, WrappedCallableIsCalledEveryTimeAndDroppedWithTheLastCopy) {
+  auto calls = std::make_shared<int>(0);
+  std::weak_ptr<int> alive = calls;
+  {
+    Responder a = [calls](Response) { ++*calls; };
+    calls.reset();
+    Responder b = a;
+    Responder c = std::move(a);
+    EXPECT_FALSE(a);  // NOLINT(bugprone-use-after-move): moved-from is empty
+    b(Response{});
+    c(Response{});
+    EXPECT_EQ(*alive.lock(), 2);
+    b = Responder();
+    EXPECT_FALSE(alive.expired());  // c still holds it
+  }
+  EXPECT_TRUE(alive.expired());
+}
+
+TEST(ResponderTest, TargetHearsOfTheLastCopy) {
+  struct Probe final : Responder::Target {
+    int delivered = 0;
+    int unreferenced_calls = 0;
+    void deliver(Response) override { ++delivered; }
+    void unreferenced() noexcept override { ++unreferenced_calls; }
+  } probe;
+  {
+    Responder a(probe);
+    Responder b = a;
+    a(Response{});
+    a = Responder();
+    EXPECT_EQ(probe.unreferenced_calls, 0);
+  }
+  EXPECT_EQ(probe.delivered, 1);
+  EXPECT_EQ(probe.unreferenced_calls, 1);
 }
 
 }  // namespace

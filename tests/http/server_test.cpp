@@ -209,6 +209,55 @@ TEST(HttpServer, BuildsRequestFields) {
   EXPECT_EQ(req.header("X-CUSTOM-THING"), "value");
 }
 
+// The connection reuses its Request (and its strings) from one request to the
+// next: nothing of the first may show in the second.
+TEST(HttpServer, KeepAliveRequestsShareNoFields) {
+  TestServer s;
+  RawClient c(s.port());
+  ASSERT_TRUE(c.send(post("/first?q=1", "a body")));
+  ASSERT_TRUE(c.read_response());
+  ASSERT_TRUE(c.send(get("/second", "X-A: 1\r\nX-B: 2\r\nX-Request-Id: first-id\r\n")));
+  ASSERT_TRUE(c.read_response());
+  ASSERT_TRUE(c.send(get("/third")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "GET /third\n");
+  EXPECT_NE(r->header("x-request-id"), "first-id");
+  const Request req = s.last_request();
+  EXPECT_EQ(req.path, "/third");
+  EXPECT_TRUE(req.query.empty());
+  EXPECT_TRUE(req.body.empty());
+  EXPECT_FALSE(req.header("x-a"));
+  EXPECT_FALSE(req.header("content-length"));
+  ASSERT_EQ(req.headers.size(), 1U);
+  EXPECT_EQ(req.headers[0].first, "host");
+  EXPECT_NE(req.request_id, "first-id");
+}
+
+TEST(HttpServer, ConstantContentTypeIsWritten) {
+  ServerOptions o = test_options();
+  Server server(o, [](Request&&, Responder respond) {
+    Response r;
+    r.content_type = "application/json";
+    r.headers.emplace_back("X-After", "1");
+    r.body = "{}";
+    respond(std::move(r));
+  });
+  ASSERT_TRUE(server.listen().ok());
+  std::thread runner([&server] { server.run(); });
+  {
+    RawClient c(server.port());
+    ASSERT_TRUE(c.send(get("/")));
+    auto r = c.read_response();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->header("content-type"), "application/json");
+    EXPECT_EQ(r->header("x-after"), "1");
+    EXPECT_EQ(r->body, "{}");
+  }
+  server.shutdown();
+  runner.join();
+}
+
 TEST(HttpServer, ChunkedBodyIsDecoded) {
   TestServer s;
   RawClient c(s.port());

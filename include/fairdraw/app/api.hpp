@@ -51,7 +51,10 @@ class Api {
   void expire_deadlines();
 
  private:
+  struct Answer;
   struct PendingDraw;
+  void finish(const Answer& answer, http::Response response);
+
   ApiContext ctx_;
   std::atomic<bool> draining_{false};
   std::shared_ptr<AdminGuard> admin_guard_;  // from config.auth.admin_*; null when off
