@@ -140,12 +140,20 @@ class RedisRouter::Impl : public std::enable_shared_from_this<Impl> {
 
   void command(int slot, std::vector<std::string> argv, RedisCallback done) {
     auto formatted = format_command(argv);
+    if (!formatted.ok()) {
+      auto request = std::make_shared<Request>();
+      request->done = std::move(done);
+      return fail_later(request, formatted.error());
+    }
+    command_formatted(slot, std::move(formatted.value()), std::move(done));
+  }
+
+  void command_formatted(int slot, std::string formatted, RedisCallback done) {
     auto request = std::make_shared<Request>();
     request->slot = slot;
     request->done = std::move(done);
     request->deadline = SteadyClock::now() + options_.command_timeout;
-    if (!formatted.ok()) return fail_later(request, formatted.error());
-    request->formatted = std::move(formatted.value());
+    request->formatted = std::move(formatted);
     send(request, nullptr, false);
   }
 
@@ -423,6 +431,14 @@ RedisRouter::~RedisRouter() { impl_->close(); }
 
 void RedisRouter::command(std::string_view key, std::vector<std::string> argv, RedisCallback done) {
   impl_->command(key_slot(key), std::move(argv), std::move(done));
+}
+
+void RedisRouter::command_formatted(std::string_view key, std::string formatted, RedisCallback done) {
+  impl_->command_formatted(key_slot(key), std::move(formatted), std::move(done));
+}
+
+void RedisRouter::command_formatted_any(std::string formatted, RedisCallback done) {
+  impl_->command_formatted(-1, std::move(formatted), std::move(done));
 }
 
 void RedisRouter::command_any(std::vector<std::string> argv, RedisCallback done) {

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <deque>
+#include <mutex>
 #include <utility>
 
 #include "redis_asio.hpp"
@@ -21,37 +23,63 @@ using Clock = std::chrono::steady_clock;
 using Strand = net::strand<net::io_context::executor_type>;
 
 constexpr std::size_t kReadChunk = 16384;
+constexpr std::size_t kKeptReadBuffer = 256 * 1024;
 constexpr std::string_view kAsking = "*1\r\n$6\r\nASKING\r\n";
 
 struct ReaderDeleter {
   void operator()(redisReader* reader) const { redisReaderFree(reader); }
 };
 
-// hiredis's reply tree is freed right after it is copied into a RedisReply.
-struct ReplyDeleter {
-  void operator()(void* reply) const { freeReplyObject(reply); }
-};
+// Replies are built by hiredis's parser straight into RedisReply values (custom reply
+// object functions) instead of hiredis's own redisReply tree, which cost an allocation per
+// element and per string and then a deep copy: a draw's reply has a dozen elements, a
+// stream read thousands. A root is allocated by `new`; every child lives in its parent's
+// `elements`, sized once by create_array and never resized, so the pointers handed back to
+// hiredis stay valid until the root is taken (drain_replies) or freed (free_reply).
+RedisReply* slot_for(const redisReadTask* task) {
+  if (task->parent == nullptr) return new RedisReply();
+  auto* parent = static_cast<RedisReply*>(task->parent->obj);
+  return &parent->elements[static_cast<std::size_t>(task->idx)];
+}
 
-RedisReply copy_reply(const redisReply& in) {
-  RedisReply out;
-  switch (in.type) {
-    case REDIS_REPLY_STRING: out.type = RedisReply::Type::string; break;
-    case REDIS_REPLY_STATUS: out.type = RedisReply::Type::status; break;
-    case REDIS_REPLY_ERROR: out.type = RedisReply::Type::error; break;
-    case REDIS_REPLY_INTEGER: out.type = RedisReply::Type::integer; break;
-    case REDIS_REPLY_ARRAY: out.type = RedisReply::Type::array; break;
-    default: out.type = RedisReply::Type::nil; break;
+void* create_string(const redisReadTask* task, char* str, std::size_t len) {
+  RedisReply* r = slot_for(task);
+  switch (task->type) {
+    case REDIS_REPLY_STATUS: r->type = RedisReply::Type::status; break;
+    case REDIS_REPLY_ERROR: r->type = RedisReply::Type::error; break;
+    default: r->type = RedisReply::Type::string; break;
   }
-  if (in.str != nullptr) out.str.assign(in.str, in.len);
-  out.integer = in.integer;
-  if (in.type == REDIS_REPLY_ARRAY && in.element != nullptr) {
-    out.elements.reserve(in.elements);
-    for (std::size_t i = 0; i < in.elements; ++i) {
-      const redisReply* element = in.element[i];
-      out.elements.push_back(element != nullptr ? copy_reply(*element) : RedisReply{});
-    }
-  }
-  return out;
+  r->str.assign(str, len);
+  return r;
+}
+
+void* create_array(const redisReadTask* task, int elements) {
+  RedisReply* r = slot_for(task);
+  r->type = RedisReply::Type::array;
+  r->elements.resize(static_cast<std::size_t>(std::max(elements, 0)));
+  return r;
+}
+
+void* create_integer(const redisReadTask* task, long long value) {
+  RedisReply* r = slot_for(task);
+  r->type = RedisReply::Type::integer;
+  r->integer = value;
+  return r;
+}
+
+void* create_nil(const redisReadTask* task) { return slot_for(task); }
+
+// Called by hiredis on roots only (an unfinished reply when the reader is freed or fails).
+void free_reply(void* reply) { delete static_cast<RedisReply*>(reply); }
+
+redisReplyObjectFunctions kReplyFunctions{create_string, create_array, create_integer, create_nil, free_reply};
+
+redisReader* make_reader() {
+  redisReader* reader = redisReaderCreateWithFunctions(&kReplyFunctions);
+  // Keep the parser's buffer between reads unless a large reply (a stream read) grew it:
+  // hiredis's default (16 KiB) freed and reallocated it on most reads of a busy pipeline.
+  if (reader != nullptr) reader->maxbuf = kKeptReadBuffer;
+  return reader;
 }
 
 }  // namespace
@@ -74,6 +102,48 @@ Result<std::string> format_command(const std::vector<std::string>& argv) {
   return out;
 }
 
+CommandWriter::CommandWriter(std::size_t argc, std::size_t reserve) : left_(argc) {
+  out_.reserve(reserve);
+  out_ += '*';
+  out_ += std::to_string(argc);
+  out_ += "\r\n";
+}
+
+void CommandWriter::bulk_header(std::size_t length) {
+  std::array<char, 24> digits{};
+  const auto [end, ec] = std::to_chars(digits.data(), digits.data() + digits.size(), length);
+  out_ += '$';
+  out_.append(digits.data(), end);
+  out_ += "\r\n";
+  --left_;  // wraps on too many arguments: take() refuses then
+}
+
+CommandWriter& CommandWriter::arg(std::string_view value) {
+  bulk_header(value.size());
+  out_ += value;
+  out_ += "\r\n";
+  return *this;
+}
+
+CommandWriter& CommandWriter::arg(std::string_view head, std::string_view tail) {
+  bulk_header(head.size() + tail.size());
+  out_ += head;
+  out_ += tail;
+  out_ += "\r\n";
+  return *this;
+}
+
+CommandWriter& CommandWriter::arg(std::int64_t value) {
+  std::array<char, 24> digits{};
+  const auto [end, ec] = std::to_chars(digits.data(), digits.data() + digits.size(), value);
+  return arg(std::string_view(digits.data(), static_cast<std::size_t>(end - digits.data())));
+}
+
+Result<std::string> CommandWriter::take() && {
+  if (left_ != 0) return make_error(ErrorKind::internal, "redis: command built with a wrong argument count");
+  return std::move(out_);
+}
+
 namespace {
 
 // One TCP connection attempt and everything tied to it. Handlers capture the Link as
@@ -87,7 +157,7 @@ struct Link {
   tcp::socket socket;
   tcp::resolver resolver;
   // A fresh parser per connection, so a half-read reply cannot leak into the next one.
-  std::unique_ptr<redisReader, ReaderDeleter> reader{redisReaderCreate()};
+  std::unique_ptr<redisReader, ReaderDeleter> reader{make_reader()};
   std::array<char, kReadChunk> read_buffer{};
   std::string writing;  // the bytes of the write in progress
   bool write_in_progress = false;
@@ -114,9 +184,18 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
     net::post(strand_, [self = shared_from_this()] { self->start_connect(); });
   }
 
+  // Commands from any thread land in the inbox; only the first one into an empty inbox posts
+  // a drain to the strand. Under load a whole batch of commands then costs one handler, one
+  // wake-up of the connection's thread and one socket write, instead of one each.
   void post_command(std::string formatted, RedisCallback done, bool asking = false) {
-    net::post(strand_, [self = shared_from_this(), formatted = std::move(formatted), done = std::move(done),
-                        asking]() mutable { self->on_command(std::move(formatted), std::move(done), asking); });
+    bool post = false;
+    {
+      const std::lock_guard lock(inbox_mutex_);
+      inbox_.push_back(Incoming{std::move(formatted), std::move(done), asking});
+      post = !drain_posted_;
+      drain_posted_ = true;
+    }
+    if (post) net::post(strand_, [self = shared_from_this()] { self->drain_inbox(); });
   }
 
   void post_failure(Error error, RedisCallback done) {
@@ -199,7 +278,25 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
     flush();
   }
 
-  void on_command(std::string formatted, RedisCallback done, bool asking) {
+  struct Incoming {
+    std::string formatted;
+    RedisCallback done;
+    bool asking = false;
+  };
+
+  void drain_inbox() {
+    {
+      const std::lock_guard lock(inbox_mutex_);
+      draining_.swap(inbox_);
+      drain_posted_ = false;
+    }
+    for (Incoming& in : draining_) accept(std::move(in.formatted), std::move(in.done), in.asking);
+    draining_.clear();  // keeps its capacity for the next batch
+    flush();
+  }
+
+  // Queues one command (or fails it); the caller flushes.
+  void accept(std::string formatted, RedisCallback done, bool asking) {
     switch (state_) {
       case State::closed:
         return done(unavailable("connection closed"));
@@ -222,7 +319,6 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
     pending_.push_back(Pending{std::move(done), deadline});
     unsent_ += formatted;
     arm_command_timer();
-    flush();
   }
 
   // Batching: everything queued while a write was in progress goes out in the next one.
@@ -265,12 +361,8 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
                                     "redis " + where_ + ": protocol error: " + link->reader->errstr));
       }
       if (raw == nullptr) return;
-      RedisReply reply;
-      {
-        const std::unique_ptr<void, ReplyDeleter> owned(raw);
-        reply = copy_reply(*static_cast<const redisReply*>(raw));
-      }
-      on_reply(std::move(reply));
+      const std::unique_ptr<RedisReply> owned(static_cast<RedisReply*>(raw));
+      on_reply(std::move(*owned));
     }
   }
 
@@ -361,6 +453,10 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   Strand strand_;
+  std::mutex inbox_mutex_;
+  std::vector<Incoming> inbox_;  // guarded by inbox_mutex_
+  bool drain_posted_ = false;    // guarded by inbox_mutex_: a drain_inbox is on its way
+  std::vector<Incoming> draining_;  // strand only
   const RedisOptions options_;
   State state_ = State::connecting;
   std::shared_ptr<Link> link_;    // the current connection attempt or connection; null in backoff

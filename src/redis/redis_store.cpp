@@ -205,6 +205,11 @@ struct CachedActivity {
   TimeZone time_zone = TimeZone::utc();
   std::vector<std::uint32_t> weights;
   std::string prizes_json;
+  // The draw's key prefixes ("fd:{A}:", and with "day:", "idem:", "unpersisted:u:"), made once.
+  std::string prefix;
+  std::string day_prefix;
+  std::string idem_prefix;
+  std::string user_prefix;
 };
 using ActivityPtr = std::shared_ptr<const CachedActivity>;
 
@@ -234,7 +239,14 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
         chain_script(scripts::kChainState),
         fairness_script(scripts::kFairness),
         find_unpersisted_script(scripts::kFindUnpersisted) {
-    draws = RedisRouter::create(io, options.redis, std::max<std::size_t>(1, options.draw_connections));
+    const std::size_t draw_connections = std::max<std::size_t>(1, options.draw_connections);
+    RedisOptions draw_options = options.redis;
+    // Room for every draw in flight plus its side commands (token GETDEL, refund).
+    draw_options.max_pipeline = std::max<std::size_t>(
+        draw_options.max_pipeline,
+        static_cast<std::size_t>(std::min<std::uint64_t>(options.max_in_flight_draws, 10'000'000)) /
+                draw_connections + 64);
+    draws = RedisRouter::create(io, std::move(draw_options), draw_connections);
     admin = RedisRouter::create(io, options.redis, 1);
     const auto round_trip = options.redis.connect_timeout + options.redis.command_timeout;
     // Only a safety net: every callback of the connection runs within its own timeouts,
@@ -375,6 +387,10 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     }
     auto act = std::make_shared<CachedActivity>();
     act->id = id;
+    act->prefix = prefix_of(id);
+    act->day_prefix = act->prefix + "day:";
+    act->idem_prefix = act->prefix + "idem:";
+    act->user_prefix = act->prefix + "unpersisted:u:";
     act->version = version;
     act->deck_version = deck_version;
     act->ended = ended;
@@ -581,21 +597,28 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
                                    "the draw did not settle (the activity keeps changing)"));
     }
     const DrawCommand& c = op->command;
-    const std::string prefix = prefix_of(c.activity_id);
+    const std::string& prefix = act->prefix;
     const std::int64_t day = act->time_zone.local_day(c.now_ms);
     const char* token = op->token == DrawOp::Token::not_required ? "0"
                         : op->token == DrawOp::Token::taken      ? "1"
                                                                  : "2";
-    script(draw_script, *draws,
-           {prefix + "cfg", prefix + "seq", prefix + "wins", prefix + "users",
-            prefix + "day:" + std::to_string(day), prefix + "idem:" + c.idempotency_key,
-            prefix + "stream", prefix + "chain", prefix + "unpersisted", prefix + "unpersisted:u:" + c.user_id},
-           {c.user_id, std::to_string(c.now_ms), op->draw_id, act->version, token,
-            std::to_string(std::max<std::int64_t>(1, options.idempotency_ttl_ms)), c.activity_id,
-            c.idempotency_key, prefix},
-           [self = shared_from_this(), op, act](Result<RedisReply> reply) {
-             self->on_draw_reply(op, act, reply);
-           });
+    // Written straight as RESP (one buffer, no argv of strings): this runs once per draw.
+    std::array<char, 24> day_digits{};
+    const auto day_end = std::to_chars(day_digits.data(), day_digits.data() + day_digits.size(), day).ptr;
+    const std::string_view day_text(day_digits.data(), static_cast<std::size_t>(day_end - day_digits.data()));
+    CommandWriter command = draw_script.begin(
+        10, 9, 640 + 4 * (c.user_id.size() + c.idempotency_key.size() + c.activity_id.size()) + 12 * prefix.size());
+    command.arg(prefix, "cfg").arg(prefix, "seq").arg(prefix, "wins").arg(prefix, "users");
+    command.arg(act->day_prefix, day_text).arg(act->idem_prefix, c.idempotency_key);
+    command.arg(prefix, "stream").arg(prefix, "chain").arg(prefix, "unpersisted");
+    command.arg(act->user_prefix, c.user_id);
+    command.arg(c.user_id).arg(c.now_ms).arg(op->draw_id).arg(act->version).arg(token);
+    command.arg(std::max<std::int64_t>(1, options.idempotency_ttl_ms)).arg(c.activity_id);
+    command.arg(c.idempotency_key).arg(prefix);
+    draw_script.call(*draws, prefix, std::move(command),
+                     track([self = shared_from_this(), op, act](Result<RedisReply> reply) {
+                       self->on_draw_reply(op, act, reply);
+                     }));
   }
 
   void on_draw_reply(const std::shared_ptr<DrawOp>& op, const ActivityPtr& act,

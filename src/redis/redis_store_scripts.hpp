@@ -374,13 +374,17 @@ end
 return out
 )lua";
 
-// The worker's cleanup of the read index once draws are persisted (and XACKed).
+// The worker's cleanup of the read index once draws are persisted (committed to the database).
 // KEYS: 1 unpersisted. ARGV: 1 user index prefix 'fd:{A}:unpersisted:u:', then draw_id, user_id pairs.
 // The user keys are not declared: they share the activity's hash tag, hence its slot.
 inline constexpr const char* kForgetPersisted = R"lua(
+local ids = {}
 for i = 2, #ARGV - 1, 2 do
-  redis.call('HDEL', KEYS[1], ARGV[i])
+  ids[#ids + 1] = ARGV[i]
   redis.call('ZREM', ARGV[1] .. ARGV[i + 1], ARGV[i])
+end
+for i = 1, #ids, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(ids, i, math.min(i + 999, #ids)))
 end
 return 0
 )lua";

@@ -481,47 +481,54 @@ struct StreamWorker::Impl {
     }
   }
 
-  // XACK the given entries, one pipelined command per stream.
-  // Persisted draws leave RedisStore's read index of unpersisted draws (after the XACK: a
-  // reader may briefly find a draw in both places, never in neither).
-  void forget_persisted(const std::map<std::string, std::vector<std::string>>& by_activity) {
-    std::vector<std::string> activities;
-    std::vector<std::future<Result<RedisReply>>> futures;
-    for (const auto& [activity, pairs] : by_activity) {
+  // XACK the durable entries (one command per stream), and take them out of RedisStore's
+  // read index of unpersisted draws (one script per activity), all pipelined at once: both
+  // only follow the commit. A reader asks PostgreSQL before and after the index, so a draw
+  // leaving the index once committed is never missed, whatever the order of the two.
+  void ack_and_forget(const std::map<std::string, std::vector<std::string>>& durable,
+                      const std::map<std::string, std::vector<std::string>>& persisted) {
+    std::vector<std::future<Result<RedisReply>>> acks;
+    std::vector<std::future<Result<RedisReply>>> forgets;
+    std::vector<const std::string*> forget_activities;
+    for (const auto& [activity, ids] : durable) {
+      std::vector<std::string> argv;
+      argv.reserve(3 + ids.size());
+      argv.push_back("XACK");
+      argv.push_back(stream_key(activity));
+      argv.push_back(options.group);
+      argv.insert(argv.end(), ids.begin(), ids.end());
+      auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
+      acks.push_back(promise->get_future());
+      const std::string key = argv[1];
+      control->command(key, std::move(argv), [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
+    }
+    for (const auto& [activity, pairs] : persisted) {
       const std::string prefix = "fd:{" + activity + "}:";
-      std::vector<std::string> args{prefix + "unpersisted:u:"};
+      std::vector<std::string> args;
+      args.reserve(1 + pairs.size());
+      args.push_back(prefix + "unpersisted:u:");
       args.insert(args.end(), pairs.begin(), pairs.end());
       auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
-      futures.push_back(promise->get_future());
-      activities.push_back(activity);
+      forgets.push_back(promise->get_future());
+      forget_activities.push_back(&activity);
       forget_persisted_script.call(*control, {prefix + "unpersisted"}, std::move(args),
                                    [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
     }
-    for (std::size_t i = 0; i < futures.size(); ++i) {
-      auto r = wait(futures[i]);
-      if (!r.ok() || r->is_error()) {
-        log_limited(WorkerLogLevel::warn, "stream worker: cannot clean the unpersisted-draws index",
-                    activities[i] + ": " + describe(r));
-      }
-    }
-  }
-
-  void ack(const std::map<std::string, std::vector<std::string>>& by_activity) {
-    if (by_activity.empty()) return;
-    std::vector<std::vector<std::string>> commands;
-    for (const auto& [activity, ids] : by_activity) {
-      std::vector<std::string> argv{"XACK", stream_key(activity), options.group};
-      argv.insert(argv.end(), ids.begin(), ids.end());
-      commands.push_back(std::move(argv));
-    }
-    auto replies = call_all(std::move(commands), 1);
-    for (const auto& r : replies) {
+    for (auto& f : acks) {
+      const auto r = wait(f);
       if (r.ok() && r->is_integer()) {
         acked_count.fetch_add(static_cast<std::uint64_t>(std::max<std::int64_t>(0, r->integer)),
                               std::memory_order_relaxed);
       } else {
         // Persisted but still pending: claimed again later and skipped by ON CONFLICT.
         log_limited(WorkerLogLevel::warn, "stream worker: XACK failed", describe(r));
+      }
+    }
+    for (std::size_t i = 0; i < forgets.size(); ++i) {
+      const auto r = wait(forgets[i]);
+      if (!r.ok() || r->is_error()) {
+        log_limited(WorkerLogLevel::warn, "stream worker: cannot clean the unpersisted-draws index",
+                    *forget_activities[i] + ": " + describe(r));
       }
     }
   }
@@ -561,8 +568,7 @@ struct StreamWorker::Impl {
       }
       // 0: no answer before the drain deadline; stays pending for another instance.
     }
-    ack(durable);
-    forget_persisted(persisted);
+    ack_and_forget(durable, persisted);
     if (refused.empty()) return refused;
 
     refused_count.fetch_add(refused.size(), std::memory_order_relaxed);

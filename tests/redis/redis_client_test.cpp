@@ -403,6 +403,105 @@ TEST_F(RedisClientTest, EvalshaRecoversFromNoscript) {
   EXPECT_TRUE(reply->is_error());
 }
 
+TEST(RedisCommandWriter, WritesTheBytesFormatCommandWrites) {
+  const std::string binary("a\0b\r\nc", 7);
+  CommandWriter writer(6);
+  writer.arg("EVALSHA").arg("").arg("fd:{x}:", "cfg").arg(std::int64_t{-42}).arg(binary).arg(std::int64_t{1795563254000});
+  EXPECT_EQ(writer.left(), 0u);
+  auto bytes = std::move(writer).take();
+  ASSERT_TRUE(bytes.ok());
+  auto expected = format_command({"EVALSHA", "", "fd:{x}:cfg", "-42", binary, "1795563254000"});
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(bytes.value(), expected.value());
+
+  CommandWriter too_few(2);
+  too_few.arg("PING");
+  EXPECT_FALSE(std::move(too_few).take().ok());
+  CommandWriter too_many(1);
+  too_many.arg("PING").arg("x");
+  EXPECT_FALSE(std::move(too_many).take().ok());
+}
+
+// Replies are parsed straight into RedisReply (hiredis's reply functions): nesting, nil
+// elements, status and error elements inside an array.
+TEST_F(RedisClientTest, NestedRepliesKeepEveryElementsType) {
+  RedisTestServer server;
+  ASSERT_TRUE(server.running());
+  IoThreads io;
+  auto connection = RedisConnection::create(io.io(), local_options(server.port()));
+  const auto reply = run(*connection, {"EVAL",
+                                       "return {1, 'two', {3, false, {}}, redis.status_reply('FINE'), "
+                                       "redis.error_reply('ERR nested')}",
+                                       "0"});
+  ASSERT_TRUE(reply.ok()) << describe(reply);
+  ASSERT_TRUE(reply->is_array());
+  ASSERT_EQ(reply->elements.size(), 5u);
+  EXPECT_TRUE(reply->elements[0].is_integer());
+  EXPECT_EQ(reply->elements[0].integer, 1);
+  EXPECT_TRUE(reply->elements[1].is_string());
+  EXPECT_EQ(reply->elements[1].str, "two");
+  ASSERT_TRUE(reply->elements[2].is_array());
+  ASSERT_EQ(reply->elements[2].elements.size(), 3u);
+  EXPECT_EQ(reply->elements[2].elements[0].integer, 3);
+  EXPECT_TRUE(reply->elements[2].elements[1].is_nil());
+  EXPECT_TRUE(reply->elements[2].elements[2].is_array());
+  EXPECT_TRUE(reply->elements[2].elements[2].elements.empty());
+  EXPECT_TRUE(reply->elements[3].is_status());
+  EXPECT_EQ(reply->elements[3].str, "FINE");
+  EXPECT_TRUE(reply->elements[4].is_error());
+  EXPECT_EQ(reply->elements[4].error_code(), "ERR");
+
+  // A large bulk reply arriving over several reads, then a small one behind it.
+  const std::string big(200000, 'x');
+  ASSERT_TRUE(run(*connection, {"SET", "big", big}).ok());
+  auto first = send(*connection, {"GET", "big"});
+  auto second = send(*connection, {"PING"});
+  const auto got = wait_for(first);
+  ASSERT_TRUE(got.ok() && got->is_string()) << describe(got);
+  EXPECT_EQ(got->str, big);
+  const auto pong = wait_for(second);
+  ASSERT_TRUE(pong.ok() && pong->is_status()) << describe(pong);
+}
+
+// The draw path's form: EVALSHA written by RedisScript::begin, sent through a router, and
+// the same bytes resent (the SHA patched in) after SCRIPT LOAD when the server lost the script.
+TEST_F(RedisClientTest, PreformattedScriptCallsThroughARouterRecoverFromNoscript) {
+  RedisTestServer server;
+  ASSERT_TRUE(server.running());
+  IoThreads io;
+  auto options = local_options(server.port());
+  auto router = RedisRouter::create(io.io(), options, 1);
+  auto connection = RedisConnection::create(io.io(), options);
+  const RedisScript script("return redis.call('INCRBY', KEYS[1], ARGV[1]) + ARGV[2]");
+  auto call = [&](std::int64_t by) {
+    CommandWriter command = script.begin(1, 2);
+    command.arg("fd:{s}:", "n").arg(by).arg("1000");
+    auto [promise, future] = make_slot();
+    script.call(*router, "fd:{s}:n", std::move(command),
+                [promise = promise](Result<RedisReply> reply) { promise->set_value(std::move(reply)); });
+    return wait_for(future);
+  };
+  auto reply = call(5);
+  ASSERT_TRUE(reply.ok()) << describe(reply);
+  EXPECT_EQ(reply->integer, 1005);
+  ASSERT_TRUE(script.sha().has_value());
+  ASSERT_TRUE(run(*connection, {"SCRIPT", "FLUSH"}).ok());
+  reply = call(2);
+  ASSERT_TRUE(reply.ok()) << describe(reply);
+  EXPECT_EQ(reply->integer, 1007);
+
+  // A wrong argument count never reaches the server.
+  CommandWriter wrong = script.begin(1, 2);
+  wrong.arg("fd:{s}:n");
+  auto [promise, future] = make_slot();
+  script.call(*router, "fd:{s}:n", std::move(wrong),
+              [promise = promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
+  const auto refused = wait_for(future);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().kind, ErrorKind::internal);
+  router->close();
+}
+
 TEST_F(RedisClientTest, PipelineBoundFailsFast) {
   RedisTestServer server;
   ASSERT_TRUE(server.running());

@@ -56,6 +56,9 @@ class RedisRouter : public std::enable_shared_from_this<RedisRouter> {
   void command(std::string_view key, std::vector<std::string> argv, RedisCallback done);
   // A command without a key (PING, INFO): any master.
   void command_any(std::vector<std::string> argv, RedisCallback done);
+  // The same with the command already formatted (format_command, CommandWriter).
+  void command_formatted(std::string_view key, std::string formatted, RedisCallback done);
+  void command_formatted_any(std::string formatted, RedisCallback done);
 
   // Fails what is unanswered, later commands fail with unavailable. Idempotent.
   void close();

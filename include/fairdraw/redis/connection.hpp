@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fairdraw/redis/reply.hpp"
@@ -47,6 +48,26 @@ RedisOptions make_redis_options(const RedisUrl& url);
 
 // argv as RESP bytes (what command() sends); internal error for an empty argv.
 Result<std::string> format_command(const std::vector<std::string>& argv);
+
+// One command's RESP bytes built in place, as format_command makes them from an argv, for
+// the paths that send a command per request: no argv of strings, no hiredis buffer to copy.
+// Exactly `argc` arguments must be added before take().
+class CommandWriter {
+ public:
+  explicit CommandWriter(std::size_t argc, std::size_t reserve = 256);
+  CommandWriter& arg(std::string_view value);
+  // `head` and `tail` concatenated as one argument (a key from its prefix and its name).
+  CommandWriter& arg(std::string_view head, std::string_view tail);
+  CommandWriter& arg(std::int64_t value);
+  std::size_t left() const { return left_; }
+  // The bytes; internal error if the count of arguments does not match argc.
+  Result<std::string> take() &&;
+
+ private:
+  void bulk_header(std::size_t length);
+  std::string out_;
+  std::size_t left_;
+};
 
 using RedisCallback = std::function<void(Result<RedisReply>)>;
 

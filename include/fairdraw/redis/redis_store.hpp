@@ -24,7 +24,11 @@ struct RedisStoreOptions {
   RedisOptions redis;
   // Draws are spread over these (pipelined), per master; admin calls and epoch preparation
   // use one more per master, so that a large deck upload never queues in front of draws.
-  std::size_t draw_connections = 2;
+  // One by default: every draw in flight then goes out in one write and Redis reads the
+  // batch with one read (per-command overhead and syscalls on both sides are per batch).
+  // Each holds at least max_in_flight_draws / draw_connections commands, so that the
+  // in-flight bound below, not a full pipeline, is what refuses draws.
+  std::size_t draw_connections = 1;
   // Draws sent to Redis and not yet answered, at most; past it a draw fails at once with
   // `unavailable` (503 + Retry-After), counted in StoreStats::draws_shed.
   std::uint64_t max_in_flight_draws = 4096;

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "fairdraw/redis/cluster.hpp"
@@ -31,6 +32,13 @@ class RedisScript {
   // keys[0] (every key of a script must share that slot), any master when there is no key.
   void call(RedisRouter& router, std::vector<std::string> keys, std::vector<std::string> args,
             RedisCallback done) const;
+
+  // The hot path's form, with no argv of strings: begin() starts the EVALSHA (its SHA is
+  // written in at send time), the caller adds exactly `keys` keys and `args` arguments, and
+  // call() sends it through the router to the master of `key`'s slot (the first key's).
+  // A command with the wrong number of arguments fails at once, inline, with internal.
+  CommandWriter begin(std::size_t keys, std::size_t args, std::size_t reserve = 512) const;
+  void call(RedisRouter& router, std::string_view key, CommandWriter command, RedisCallback done) const;
 
   struct State;
 
