@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # bench/startup.sh: time from start to the first /readyz 200 with many recorded draws.
 #   bench/startup.sh BUILD_DIR [DRAWS] [RUNS]
-# Makes a SQLite file once per DRAWS (kept in /tmp/fairdraw-startup-DRAWS/fd.db): starts the
+# Makes a SQLite file once per DRAWS (kept in /tmp/fairdraw-startup-DRAWS-m002/fd.db): starts the
 # server once so it creates the schema, the activity and its epochs, stops it, then inserts DRAWS
-# rows with the sqlite3 shell (contiguous seqs, random 16-hex-digit user ids and random keys, all
-# drawn in the last DRAWS ms, one in ten a win), the shape a load of unique users leaves. Then
+# rows with python3's sqlite3 module (contiguous seqs, random 16-hex-digit user ids and random
+# keys, all drawn in the last DRAWS ms, one in ten a win), the shape a load of unique users leaves. Then
 # copies the file for each run (a start may migrate it or end epochs), starts BUILD_DIR/fairdraw
 # on the copy and prints the milliseconds until /readyz answers 200, and the RSS at that point.
 set -euo pipefail
@@ -12,7 +12,7 @@ build=${1:?build dir}
 draws=${2:-1000000}
 runs=${3:-3}
 port=${FAIRDRAW_STARTUP_PORT:-18091}
-base=/tmp/fairdraw-startup-$draws
+base=/tmp/fairdraw-startup-$draws-m002  # rows in the schema of migration 002
 work=$(mktemp -d /tmp/fairdraw-startup-run-XXXXXX)
 pid=
 cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; [ -n "$pid" ] && wait "$pid" 2>/dev/null; rm -rf "$work"; }
@@ -42,21 +42,40 @@ if [ ! -f "$base/fd.db" ]; then
   pid=$!
   wait_ready
   kill -TERM "$pid"; wait "$pid" || true; pid=
-  now=$(date +%s%3N)
-  sqlite3 "$base/fd.db" <<EOF
-PRAGMA journal_mode = WAL;
-BEGIN;
-WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $draws)
-INSERT INTO draws (draw_id, activity_id, seq, epoch, slot, user_id, idempotency_key,
-                   candidate_id, prize_id, prize_name, won, drawn_at_ms)
-SELECT printf('01BENCH%019d', i), 'bench', i, i / 10000, i % 10000,
-       'u' || lower(hex(randomblob(8))), lower(hex(randomblob(16))),
-       CASE WHEN i % 10 = 0 THEN 'a' END, CASE WHEN i % 10 = 0 THEN 'a' END,
-       CASE WHEN i % 10 = 0 THEN 'A' END, i % 10 = 0, $now - $draws + i
-FROM n;
-COMMIT;
-PRAGMA wal_checkpoint(TRUNCATE);
-EOF
+  # The rows go in with python3's sqlite3 module: key_hash and user_hash (migration 002) are
+  # computed as SqliteSink's hash64() does (src/sink/sqlite_sink.cpp): the top 24 bits from
+  # FNV-1a 64 of the first 8 bytes, the low 40 bits from FNV-1a 64 of the whole string.
+  python3 - "$base/fd.db" "$draws" <<'PY'
+import os, sqlite3, sys, time
+path, draws = sys.argv[1], int(sys.argv[2])
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+LOW40 = (1 << 40) - 1
+def hash64(text):
+    data = text.encode()
+    h = (fnv1a64(data[:8]) & ~LOW40 & 0xFFFFFFFFFFFFFFFF) | (fnv1a64(data) & LOW40)
+    return h - (1 << 64) if h >= 1 << 63 else h
+now = int(time.time() * 1000)
+def rows():
+    for i in range(draws):
+        user, key = 'u' + os.urandom(8).hex(), os.urandom(16).hex()
+        won = i % 10 == 0
+        prize = 'a' if won else None
+        yield ('bench', i, '01BENCH%019d' % i, i // 10000, i % 10000, user, key, prize, prize,
+               'A' if won else None, int(won), now - draws + i, hash64(key), hash64(user))
+db = sqlite3.connect(path, isolation_level=None)
+db.execute('PRAGMA journal_mode = WAL')
+db.execute('BEGIN')
+db.executemany('INSERT INTO draws (activity_id, seq, draw_id, epoch, slot, user_id, idempotency_key,'
+               ' candidate_id, prize_id, prize_name, won, drawn_at_ms, key_hash, user_hash)'
+               ' VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)', rows())
+db.execute('COMMIT')
+db.execute('PRAGMA wal_checkpoint(TRUNCATE)')
+db.close()
+PY
 fi
 
 for r in $(seq 1 "$runs"); do

@@ -107,6 +107,40 @@ std::optional<std::int64_t> column_optional_i64(sqlite3_stmt* s, int i) {
   return sqlite3_column_int64(s, i);
 }
 
+// The key_hash and user_hash columns (migration 002), indexed instead of the
+// text; every query compares the text as well, so a collision never returns a
+// wrong row. The top 24 bits hash the first 8 bytes, the low 40 bits the whole
+// string (FNV-1a 64 both): ids that share a prefix (a client's numbered keys,
+// time-ordered ULIDs, one load generator's run) stay next to each other in the
+// index as their text would, while random ids (UUIDs) spread evenly. Stored as
+// the signed integer SQLite keeps. Any change here needs a migration that
+// recomputes both columns (and bench/startup.sh computes it too).
+std::uint64_t fnv1a64(std::string_view text) {
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  for (const char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+std::int64_t hash64(std::string_view text) {
+  constexpr std::uint64_t kLow40 = (std::uint64_t{1} << 40) - 1;
+  const std::uint64_t prefix = fnv1a64(text.substr(0, 8));
+  const std::uint64_t whole = fnv1a64(text);
+  return static_cast<std::int64_t>((prefix & ~kLow40) | (whole & kLow40));  // modular since C++20
+}
+
+// fairdraw_hash64(text) in SQL, for migration 002 to fill the hash columns of
+// the rows it copies. NULL gives NULL (and the NOT NULL column refuses it).
+void sql_hash64(sqlite3_context* context, int /*argc*/, sqlite3_value** argv) {
+  if (sqlite3_value_type(argv[0]) == SQLITE_NULL) return sqlite3_result_null(context);
+  const auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
+  const int bytes = sqlite3_value_bytes(argv[0]);
+  if (text == nullptr) return sqlite3_result_error_nomem(context);
+  sqlite3_result_int64(context, hash64(std::string_view(text, static_cast<std::size_t>(bytes))));
+}
+
 // Resets a statement and drops its bindings when the scope ends, so a cached
 // statement never holds a read transaction open or points at freed buffers.
 class StatementScope {
@@ -202,22 +236,28 @@ Status run_rows(Connection& conn, sqlite3_stmt* stmt, std::string_view what, OnR
 
 constexpr std::string_view kInsertDraw =
     "INSERT INTO draws (" FD_DRAW_COLUMNS
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+    ", key_hash, user_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 constexpr std::string_view kMaxSeq = "SELECT MAX(seq) FROM draws WHERE activity_id = ?1";
 constexpr std::string_view kFindDraw = "SELECT " FD_DRAW_COLUMNS " FROM draws WHERE draw_id = ?1";
+// The lookups by key and by user name their hash index: without statistics the
+// planner would rather walk the activity's (activity_id, seq) index for ORDER BY seq.
 constexpr std::string_view kFindByKey =
     "SELECT " FD_DRAW_COLUMNS
-    " FROM draws WHERE activity_id = ?1 AND idempotency_key = ?2 ORDER BY seq LIMIT 1";
+    " FROM draws INDEXED BY draws_by_key_hash"
+    " WHERE key_hash = ?3 AND activity_id = ?1 AND idempotency_key = ?2"
+    " ORDER BY seq LIMIT 1";
 constexpr std::string_view kActivityDraws =
     "SELECT " FD_DRAW_COLUMNS
     " FROM draws WHERE activity_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
 constexpr std::string_view kUserDrawsFirst =
     "SELECT " FD_DRAW_COLUMNS
-    " FROM draws WHERE user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
+    " FROM draws INDEXED BY draws_by_user_hash"
+    " WHERE user_hash = ?7 AND user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
     " ORDER BY drawn_at_ms DESC, seq DESC, draw_id DESC LIMIT ?3";
 constexpr std::string_view kUserDrawsAfter =
     "SELECT " FD_DRAW_COLUMNS
-    " FROM draws WHERE user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
+    " FROM draws INDEXED BY draws_by_user_hash"
+    " WHERE user_hash = ?7 AND user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
     " AND (drawn_at_ms, seq, draw_id) < (?4, ?5, ?6)"
     " ORDER BY drawn_at_ms DESC, seq DESC, draw_id DESC LIMIT ?3";
 constexpr std::string_view kDrawsSince =
@@ -255,6 +295,11 @@ constexpr std::string_view kLoadEpochs =
 
 #undef FD_DRAW_COLUMNS
 
+// See open_writer(): 64 MiB of page cache (negative: KiB), and a checkpoint
+// every 8,000 WAL pages (32 MiB) instead of SQLite's default 1,000.
+constexpr const char* kWriterCacheSize = "PRAGMA cache_size = -65536";
+constexpr const char* kWalAutocheckpoint = "PRAGMA wal_autocheckpoint = 8000";
+
 DrawRecord read_draw(sqlite3_stmt* s) {
   DrawRecord r;
   r.draw_id = column_string(s, 0);
@@ -289,6 +334,8 @@ int bind_draw(sqlite3_stmt* s, const DrawRecord& r) {
   keep(bind_optional(s, 10, r.prize_name));
   keep(sqlite3_bind_int(s, 11, r.won ? 1 : 0));
   keep(sqlite3_bind_int64(s, 12, r.drawn_at_ms));
+  keep(sqlite3_bind_int64(s, 13, hash64(r.idempotency_key)));
+  keep(sqlite3_bind_int64(s, 14, hash64(r.user_id)));
   return rc;
 }
 
@@ -471,6 +518,24 @@ struct SqliteSink::Impl {
     if (auto set = writer->exec("PRAGMA journal_size_limit = 67108864", "limiting the WAL" + where);
         !set.ok()) {
       return set;
+    }
+    // The writer's page cache holds the upper levels and the hot leaves of the
+    // random-keyed indexes (SQLite's default is 2 MB: with random keys most
+    // inserts then read their leaf back from the file first).
+    if (auto set = writer->exec(kWriterCacheSize, "sizing the page cache" + where); !set.ok()) {
+      return set;
+    }
+    // A checkpoint copies every distinct page the WAL holds into the file and
+    // fsyncs it; with random keys the same index leaves come back in commit
+    // after commit, so checkpointing less often copies each of them fewer times.
+    if (auto set = writer->exec(kWalAutocheckpoint, "setting wal_autocheckpoint" + where);
+        !set.ok()) {
+      return set;
+    }
+    if (sqlite3_create_function_v2(writer->db(), "fairdraw_hash64", 1,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, nullptr,
+                                   sql_hash64, nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return db_error("registering fairdraw_hash64" + where, writer->db());
     }
     if (auto migrated = apply_migrations(); !migrated.ok()) {
       return make_error(migrated.error().kind,
@@ -987,6 +1052,7 @@ Result<std::optional<DrawRecord>> SqliteSink::find_by_idempotency_key(std::strin
         StatementScope scope(*stmt);
         bind_text(*stmt, 1, activity_id);
         bind_text(*stmt, 2, key);
+        sqlite3_bind_int64(*stmt, 3, hash64(key));
         std::optional<DrawRecord> found;
         auto ran =
             run_rows(c, *stmt, "reading a draw", [&](sqlite3_stmt* s) { found = read_draw(s); });
@@ -1045,6 +1111,7 @@ Result<DrawPage> SqliteSink::user_draws(std::string_view user_id,
       sqlite3_bind_null(*stmt, 2);
     }
     sqlite3_bind_int64(*stmt, 3, to_i64(limit) + 1);
+    sqlite3_bind_int64(*stmt, 7, hash64(user_id));
     if (after) {
       sqlite3_bind_int64(*stmt, 4, after->drawn_at_ms);
       sqlite3_bind_int64(*stmt, 5, after->seq);

@@ -23,6 +23,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "fairdraw/sink/migrations.hpp"
@@ -573,6 +574,216 @@ TEST(SqliteSink, UserCountsSinceAfterLoadTotals) {
   auto again = sink->user_counts_since("a", 2500);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(again.value(), later.value());
+}
+
+// Every field, for comparing records read back with what was written.
+auto fields(const DrawRecord& r) {
+  return std::tie(r.draw_id, r.activity_id, r.seq, r.epoch, r.slot, r.user_id, r.idempotency_key,
+                  r.candidate_id, r.prize_id, r.prize_name, r.won, r.drawn_at_ms);
+}
+
+// A file as a build with only migration 001 left it, with rows in it.
+bool make_v1_file(const std::string& path, const std::vector<DrawRecord>& rows) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return false;
+  const std::string v1(sqlite_migrations().at(0).sql);
+  bool ok = sqlite_migrations().at(0).version == 1 &&
+            sqlite3_exec(db,
+                         "PRAGMA journal_mode = WAL;"
+                         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT,"
+                         " applied_at_ms INTEGER);"
+                         "BEGIN;"
+                         "INSERT INTO schema_migrations VALUES (1, '001_initial', 0);",
+                         nullptr, nullptr, nullptr) == SQLITE_OK &&
+            sqlite3_exec(db, v1.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK;
+  sqlite3_stmt* insert = nullptr;
+  ok = ok && sqlite3_prepare_v2(db,
+                                "INSERT INTO draws (draw_id, activity_id, seq, epoch, slot, user_id,"
+                                " idempotency_key, candidate_id, prize_id, prize_name, won,"
+                                " drawn_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                -1, &insert, nullptr) == SQLITE_OK;
+  auto bind_opt = [&](int i, const std::optional<std::string>& v) {
+    if (v) {
+      sqlite3_bind_text(insert, i, v->c_str(), -1, SQLITE_TRANSIENT);
+    } else {
+      sqlite3_bind_null(insert, i);
+    }
+  };
+  for (const DrawRecord& r : rows) {
+    if (!ok) break;
+    sqlite3_bind_text(insert, 1, r.draw_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(insert, 2, r.activity_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert, 3, r.seq);
+    sqlite3_bind_int64(insert, 4, r.epoch);
+    sqlite3_bind_int64(insert, 5, r.slot);
+    sqlite3_bind_text(insert, 6, r.user_id.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(insert, 7, r.idempotency_key.c_str(), -1, SQLITE_TRANSIENT);
+    bind_opt(8, r.candidate_id);
+    bind_opt(9, r.prize_id);
+    bind_opt(10, r.prize_name);
+    sqlite3_bind_int(insert, 11, r.won ? 1 : 0);
+    sqlite3_bind_int64(insert, 12, r.drawn_at_ms);
+    ok = sqlite3_step(insert) == SQLITE_DONE;
+    sqlite3_reset(insert);
+  }
+  sqlite3_finalize(insert);
+  ok = ok && sqlite3_exec(db,
+                          "INSERT INTO activities VALUES ('a', '{\"name\":\"A\"}', 0, 1, 2);"
+                          "INSERT INTO epochs VALUES ('a', 0, zeroblob(32), 'c0', '[]', 9, 100, 0,"
+                          " NULL);"
+                          "COMMIT;",
+                          nullptr, nullptr, nullptr) == SQLITE_OK;
+  sqlite3_close(db);
+  return ok;
+}
+
+TEST(SqliteSink, UpgradesAVersionOneFileWithItsRows) {
+  TempDir dir;
+  const std::string path = dir.file("fd.db");
+  // Two activities inserted interleaved and out of seq order, ties on drawn_at_ms, wins,
+  // stock-outs, non-ASCII and quoted ids: the copy must keep every field and every query.
+  std::vector<DrawRecord> rows;
+  for (std::int64_t s = 59; s >= 0; --s) {
+    for (const std::string activity : {"a", "b"}) {
+      if (activity == "b" && s >= 30) continue;
+      DrawRecord r = s % 7 == 0 ? make_win(activity, s, s % 14 == 0 ? "gold" : "silver")
+                                : make_draw(activity, s);
+      const std::array<std::string, 5> users = {"u0", "u1", "\xc3\xbc-ser", "o'hara", "u4"};
+      r.user_id = users[static_cast<std::size_t>(s % 5)];
+      r.idempotency_key = "\"key\"-" + activity + "-" + std::to_string(s);
+      r.drawn_at_ms = 1'700'000'000'000 + (s / 3) * 1000;
+      r.epoch = s / 25;
+      if (s % 7 == 3) r.candidate_id = "gold";  // a stock-out
+      rows.push_back(r);
+    }
+  }
+  ASSERT_TRUE(make_v1_file(path, rows));
+  ASSERT_EQ(query_int(path, "SELECT COUNT(*) FROM draws"), static_cast<std::int64_t>(rows.size()));
+
+  auto sink = open_sink(path);
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(query_int(path, "SELECT MAX(version) FROM schema_migrations"),
+            sqlite_migrations().back().version);
+  EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM draws"), static_cast<std::int64_t>(rows.size()));
+  EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM pragma_index_list('draws')"
+                            " WHERE name IN ('draws_by_key_hash', 'draws_by_user_hash')"),
+            2);
+
+  for (const DrawRecord& r : rows) {
+    auto by_id = sink->find_draw(r.draw_id);
+    ASSERT_TRUE(by_id.ok() && by_id.value().has_value()) << r.draw_id;
+    EXPECT_EQ(fields(*by_id.value()), fields(r)) << r.draw_id;
+    auto by_key = sink->find_by_idempotency_key(r.activity_id, r.idempotency_key);
+    ASSERT_TRUE(by_key.ok() && by_key.value().has_value()) << r.idempotency_key;
+    EXPECT_EQ(fields(*by_key.value()), fields(r)) << r.idempotency_key;
+  }
+
+  auto in_seq_order = [&](const std::string& activity) {
+    std::vector<DrawRecord> out;
+    for (const auto& r : rows) {
+      if (r.activity_id == activity) out.push_back(r);
+    }
+    std::sort(out.begin(), out.end(),
+              [](const DrawRecord& x, const DrawRecord& y) { return x.seq < y.seq; });
+    return out;
+  };
+  for (const std::string activity : {"a", "b"}) {
+    const auto expected = in_seq_order(activity);
+    auto page = sink->activity_draws(activity, -1, 1000);
+    ASSERT_TRUE(page.ok());
+    ASSERT_EQ(page->items.size(), expected.size());
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(fields(page->items[i]), fields(expected[i]));
+    }
+  }
+
+  for (const std::string user : {"u0", "\xc3\xbc-ser", "o'hara"}) {
+    std::vector<DrawRecord> expected;
+    for (const auto& r : rows) {
+      if (r.user_id == user) expected.push_back(r);
+    }
+    std::sort(expected.begin(), expected.end(), [](const DrawRecord& x, const DrawRecord& y) {
+      return std::tie(x.drawn_at_ms, x.seq, x.draw_id) > std::tie(y.drawn_at_ms, y.seq, y.draw_id);
+    });
+    std::vector<DrawRecord> got;
+    std::optional<std::string> cursor;
+    for (int guard = 0; guard < 100; ++guard) {
+      auto page = sink->user_draws(
+          user, std::nullopt, cursor ? std::optional<std::string_view>(*cursor) : std::nullopt, 3);
+      ASSERT_TRUE(page.ok());
+      got.insert(got.end(), page->items.begin(), page->items.end());
+      if (!page->next) break;
+      cursor = page->next;
+    }
+    ASSERT_EQ(got.size(), expected.size()) << user;
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(fields(got[i]), fields(expected[i])) << user << " #" << i;
+    }
+  }
+
+  auto totals = sink->load_totals("a");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(totals->next_seq, 60);
+  using Pairs = std::vector<std::pair<std::string, std::int64_t>>;
+  EXPECT_EQ(totals->wins_by_prize, (Pairs{{"gold", 5}, {"silver", 4}}));
+  EXPECT_EQ(totals->draws_by_user,
+            (Pairs{{"u0", 12}, {"u1", 12}, {"\xc3\xbc-ser", 12}, {"o'hara", 12}, {"u4", 12}}));
+  using Epochs = std::vector<std::pair<std::int64_t, std::int64_t>>;
+  EXPECT_EQ(totals->first_seq_by_epoch, (Epochs{{0, 0}, {1, 25}, {2, 50}}));
+  auto since = sink->draws_since("b", 1'700'000'000'000 + 8000, 100);  // seqs 24..29
+  ASSERT_TRUE(since.ok());
+  const auto b_rows = in_seq_order("b");
+  ASSERT_EQ(since->size(), 6u);
+  for (std::size_t i = 0; i < since->size(); ++i) {
+    EXPECT_EQ(fields((*since)[i]), fields(b_rows[24 + i]));
+  }
+  auto counts = sink->user_counts_since("b", 1'700'000'000'000 + 8000);
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts.value(),
+            (Pairs{{"o'hara", 1}, {"u0", 1}, {"u1", 1}, {"u4", 2}, {"\xc3\xbc-ser", 1}}));
+
+  auto activities = sink->load_activities();
+  ASSERT_TRUE(activities.ok());
+  ASSERT_EQ(activities->size(), 1u);
+  EXPECT_EQ((*activities)[0].config_json, "{\"name\":\"A\"}");
+  auto epochs = sink->load_epochs("a");
+  ASSERT_TRUE(epochs.ok());
+  ASSERT_EQ(epochs->size(), 1u);
+  EXPECT_EQ((*epochs)[0].commitment, "c0");
+
+  // New rows follow the copied ones; a seq already there is refused.
+  append_and_wait(*sink, "a", 60, 62);
+  auto next = sink->find_by_idempotency_key("a", make_draw("a", 61).idempotency_key);
+  ASSERT_TRUE(next.ok() && next.value().has_value());
+  EXPECT_EQ(next.value()->seq, 61);
+  Acks acks;
+  sink->set_next_seq("b", 0);  // pretend the engine lost track: the file keeps seq 0 unique
+  sink->append(make_draw("b", 0, "dup"), acks.ack());
+  ASSERT_TRUE(acks.wait_total(1));
+  EXPECT_EQ(acks.refused(), 1);
+}
+
+TEST(SqliteSink, HashCollisionsNeverReturnAnotherRow) {
+  TempDir dir;
+  const std::string path = dir.file("fd.db");
+  auto sink = open_sink(path);
+  ASSERT_TRUE(sink);
+  append_and_wait(*sink, "a", 0, 3);  // user u1, keys key-a-0..2
+  // Rows whose hashes equal those of another key and another user (copied from seq 2),
+  // with lower seqs in another activity and newer times: what a collision would look like.
+  ASSERT_TRUE(exec_raw(
+      path,
+      "INSERT INTO draws (activity_id, seq, draw_id, epoch, slot, user_id, idempotency_key,"
+      " won, drawn_at_ms, key_hash, user_hash)"
+      " SELECT 'a', -1, 'fake-1', 0, 0, 'intruder', 'other-key', 0, drawn_at_ms + 1000,"
+      " key_hash, user_hash FROM draws WHERE activity_id = 'a' AND seq = 2"));
+  auto by_key = sink->find_by_idempotency_key("a", "key-a-2");
+  ASSERT_TRUE(by_key.ok() && by_key.value().has_value());
+  EXPECT_EQ(by_key.value()->draw_id, make_draw("a", 2).draw_id);
+  auto mine = sink->user_draws("u1", std::nullopt, std::nullopt, 10);
+  ASSERT_TRUE(mine.ok());
+  ASSERT_EQ(mine->items.size(), 3u);
+  for (const auto& r : mine->items) EXPECT_EQ(r.user_id, "u1");
 }
 
 TEST(SqliteSink, ActivitiesAndEpochsRoundTrip) {

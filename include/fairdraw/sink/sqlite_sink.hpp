@@ -39,7 +39,9 @@ struct SqliteSinkOptions {
 class SqliteSink final : public Sink {
  public:
   // Opens (or creates) the file, switches it to WAL, applies pending migrations
-  // and starts the writer thread.
+  // and starts the writer thread. Migration 002 rewrites the draws table of an
+  // older file in one transaction (about 30-50 s and 6 CPU-s for 10^6 draws
+  // here; the WAL grows to the new table's size meanwhile).
   static Result<std::unique_ptr<SqliteSink>> open(SqliteSinkOptions options);
 
   ~SqliteSink() override;  // flush_and_stop()
