@@ -169,8 +169,9 @@ void print_help() {
       "                            going to ID-(n mod N) (default 1: ID itself)\n"
       "  --timeout S               per-request (and connect) timeout in seconds (default 5)\n"
       "  --keys sequential|random  Idempotency-Key and user_id of POST /draw: lg-<pid>-<n> with n\n"
-      "                            the request's number (default), or lg-<pid>-<16 hex digits>\n"
-      "                            scrambled from n (unique, in no order: like UUIDs)\n"
+      "                            the request's number (default), or random: 32 hex digits in\n"
+      "                            a UUID's shape scrambled from n and the run (unique, in no\n"
+      "                            order, no shared prefix: like clients' UUIDs)\n"
       "  --users N                 user_id from a population of N users (u-<16 hex digits>\n"
       "                            scrambled from n mod N), so each draws again and again;\n"
       "                            keys stay unique (default 0: one user per request)\n"
@@ -466,6 +467,7 @@ struct shared_run {
   run_plan plan;
   std::chrono::nanoseconds timeout{};
   std::string id_prefix;  // "lg-<pid>-"
+  std::uint64_t seed = 0;  // per run: random keys of two runs differ
   std::atomic<std::size_t> pending_initial{0};
   std::mutex mutex;
   std::condition_variable initial_done;
@@ -677,12 +679,18 @@ void connection::build_request() {
   // over them, as real clients' UUIDs would.
   const std::uint64_t n = id_ + k_ * o.connections;
   char num[32];
-  std::string id = run_.id_prefix;
+  std::string id;
   if (o.random_keys) {
-    const std::uint64_t x = splitmix64(n);
+    // A UUID's shape, no shared prefix: the first word is unique per request within the run
+    // (splitmix64 is a bijection), the second mixes in the run's seed so runs don't collide.
+    const std::uint64_t words[2] = {splitmix64(n), splitmix64(n ^ run_.seed)};
     static constexpr char hex[] = "0123456789abcdef";
-    for (int shift = 60; shift >= 0; shift -= 4) id += hex[(x >> shift) & 0xf];
+    for (int i = 0; i < 32; ++i) {
+      if (i == 8 || i == 12 || i == 16 || i == 20) id += '-';
+      id += hex[(words[i / 16] >> (60 - 4 * (i % 16))) & 0xf];
+    }
   } else {
+    id = run_.id_prefix;
     const auto r = std::to_chars(num, num + sizeof num, n);
     id.append(num, r.ptr);
   }
@@ -812,6 +820,8 @@ int run_open_loop(const options& o) {
   run.endpoint = tcp::endpoint(o.address, o.port);
   run.timeout = std::chrono::nanoseconds(std::llround(o.timeout_s * 1e9));
   run.id_prefix = "lg-" + std::to_string(getpid()) + "-";
+  run.seed = splitmix64(static_cast<std::uint64_t>(getpid()) ^
+                        static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count()));
   run.pending_initial = o.connections;
 
   std::vector<std::unique_ptr<worker>> workers;
