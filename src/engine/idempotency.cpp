@@ -435,7 +435,12 @@ IdempotencyTable::Claim IdempotencyTable::claim(std::string_view activity_id, st
       return classify(slot->entry, fingerprint);
     }
     entry = new_entry(activity_id, key, fingerprint, now_ms, IdemState::drawing, outcome_reserve);
-    shard.insert(hash, entry);
+    try {
+      shard.insert(hash, entry);  // may grow the shard's table
+    } catch (...) {
+      delete_entry(entry);
+      throw;
+    }
     size_.fetch_add(1, std::memory_order_relaxed);
   }
   // Published in the shard first: a duplicate arriving now sees Drawing and gets in_flight.

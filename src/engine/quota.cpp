@@ -27,16 +27,19 @@ std::uint64_t count_of(std::uint64_t word) { return word & kCountMask; }
 
 std::uint64_t default_hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
 
-// Slots: 0 is empty, else (tag << 24) | (record index + 1). The tag, 8 bits of the hash,
-// settles most mismatching probes without touching the record.
-constexpr std::uint32_t kIndexBits = 24;
+// Slots: 0 is empty, else (tag << 28) | (record index + 1). The tag, 4 bits of the hash,
+// settles most mismatching probes without touching the record. 28 bits of index allow
+// 2^28 - 1 users per shard: the shard is picked by the hash of a client-chosen id, so ids
+// crafted to share a shard must not find a limit before memory itself runs out (2^28
+// records are 8 GiB).
+constexpr std::uint32_t kIndexBits = 28;
 constexpr std::uint32_t kMaxRecords = (std::uint32_t{1} << kIndexBits) - 1;
 constexpr std::size_t kFirstChunk = 4;   // records in chunk 0; chunk k holds kFirstChunk << k
 constexpr std::size_t kFirstSlots = 16;
 constexpr std::size_t kFirstArenaBlock = 256;
 constexpr std::size_t kMaxArenaBlock = 64 * 1024;
 
-std::uint32_t tag_of(std::uint64_t hash) { return static_cast<std::uint32_t>(hash >> 50) & 0xFFU; }
+std::uint32_t tag_of(std::uint64_t hash) { return static_cast<std::uint32_t>(hash >> 50) & 0xFU; }
 
 // The home slot: the low 32 bits scaled to the table size (any size, not only powers of two,
 // so a table can grow by half and stay between 1/2 and 3/4 full).
@@ -105,7 +108,7 @@ struct QuotaBook::Shard {
 
   Record& insert(std::uint64_t hash, std::string_view id, IdHash hasher) {
     if (count == kMaxRecords) {
-      std::fputs("fairdraw: quota book shard full (2^24 users)\n", stderr);
+      std::fputs("fairdraw: quota book shard full (2^28 users)\n", stderr);
       std::abort();
     }
     if ((std::size_t{count} + 1) * 4 > slots.size() * 3) {

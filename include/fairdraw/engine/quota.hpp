@@ -53,7 +53,7 @@ class QuotaBook {
     std::atomic<std::uint64_t> day_word{0};
   };
 
-  // Per shard: an open-addressing table of 32-bit slots (an 8-bit hash tag and a
+  // Per shard: an open-addressing table of 32-bit slots (a 4-bit hash tag and a
   // record index) over records of 32 bytes (the id inline up to 15 bytes, else in
   // a side arena, and the counter) kept in chunks that never move, so a counter's
   // address outlives the shard lock and growth. See quota.cpp.
