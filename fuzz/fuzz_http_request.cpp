@@ -1,35 +1,35 @@
-// libFuzzer target: raw bytes through Beast's request parser configured as src/http/server.cpp does, then each parsed request through Api::handle.
+// libFuzzer target: raw bytes of one connection through the server's own request reader
+// (fairdraw::http::fuzzing::parse_stream, the RequestReader that Session uses), then each parsed
+// request through Api::handle.
 //
-// server.cpp's Session (parser limits, check_header, on_parse_error, dispatch)
-// lives in an anonymous namespace behind sockets, so its parser setup and
-// checks are re-created here line for line; keep the two in step.
+// The reader, its limits and refusals are the server's code, not a copy, so
+// what is checked here is what serves requests. The checks are the transport's
+// promises: a request comes out framed one way only, within the limits, with
+// the fields Request documents; a refusal is one of the transport's statuses
+// and ends the connection. A second pass feeds the same bytes in small reads
+// and must see the same requests: how the bytes arrive must not change them.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <limits>
+#include <functional>
 #include <string>
 #include <string_view>
-
-#include <boost/asio/buffer.hpp>
-#include <boost/beast/http/error.hpp>
-#include <boost/beast/http/field.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/string_body.hpp>
+#include <vector>
 
 #include "fairdraw/http/server.hpp"
 #include "fuzz_support.hpp"
 
 namespace {
 
-namespace bhttp = boost::beast::http;
-namespace net = boost::asio;
+namespace http = fairdraw::http;
 using fairdraw::fuzz::fail;
 
-// The server's default limits (8 KiB header, 16 KiB body), taken from ServerOptions so they stay in step.
-const std::size_t kMaxHeaderBytes = fairdraw::http::ServerOptions{}.max_header_bytes;
-const std::size_t kMaxBodyBytes = fairdraw::http::ServerOptions{}.max_body_bytes;
+// The server's default limits (8 KiB header, 16 KiB body).
+const http::ServerOptions kLimits{};
 // Pipelined requests answered per input; bounds the time of one input.
 constexpr int kMaxRequests = 16;
+// The second pass (pieces) only for inputs up to this size: it costs a parse of its own.
+constexpr std::size_t kMaxPiecesInput = 4096;
 
 fairdraw::fuzz::World* world = nullptr;
 
@@ -51,134 +51,146 @@ bool valid_request_id(std::string_view id) {
   return std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7F; });
 }
 
-// The transport's own answers (server.cpp problem()); none reaches the Api,
-// the connection closes after each. Only their statuses can be checked here.
-void transport_refusal(int status) {
-  fairdraw::fuzz::trace("transport refusal", status);
-  if (!fairdraw::fuzz::allowed_status(status)) fail("transport status not in DESIGN.md", std::to_string(status));
-}
-
-using Parser = bhttp::request_parser<bhttp::string_body>;
-
-// server.cpp Session::on_parse_error.
-void on_parse_error(const Parser& parser, boost::system::error_code ec, std::string_view remaining) {
-  if (ec == bhttp::error::header_limit) {
-    const std::string_view head = remaining.substr(0, std::min(remaining.size(), kMaxHeaderBytes));
-    const bool uri = parser.get().target().empty() && head.find('\n') == std::string_view::npos;
-    return transport_refusal(uri ? 414 : 431);
-  }
-  if (ec == bhttp::error::body_limit) return transport_refusal(413);
-  transport_refusal(400);
-}
-
-// server.cpp Session::check_header: framing a smuggler could disagree on, and
-// Content-Length over the limit, refused before any body is read.
-bool check_header(const Parser& parser) {
-  const auto& h = parser.get();
-  const auto te = h.find(bhttp::field::transfer_encoding);
-  if (te != h.end()) {
-    if (h.version() < 11 || h.count(bhttp::field::content_length) > 0 ||
-        h.count(bhttp::field::transfer_encoding) > 1 || !iequals(trim(te->value()), "chunked")) {
-      transport_refusal(400);
-      return false;
-    }
-  }
-  if (const auto length = parser.content_length(); length && *length > kMaxBodyBytes) {
-    transport_refusal(413);
-    return false;
-  }
-  return true;
-}
-
 bool is_tchar(char c) {
   static constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          kExtra.find(c) != std::string_view::npos;
 }
 
-// What the parser plus check_header let through must be framed one way only
-// (RFC 9112 section 6): one Content-Length of digits, or Transfer-Encoding
-// exactly "chunked" and no Content-Length; no CR, LF or NUL left in any field.
-// A request that passes with anything else could be split differently by a
-// proxy in front: a smuggling gap in server.cpp's checks.
-void check_framing(const bhttp::request<bhttp::string_body>& msg) {
-  const auto cl = msg.count(bhttp::field::content_length);
-  const auto te = msg.count(bhttp::field::transfer_encoding);
-  // Repeated or listed Content-Length is allowed when every value is the same
-  // (RFC 9110 section 8.6): both ends then agree on the length anyway.
-  std::string length;
-  for (auto [it, end] = msg.equal_range(bhttp::field::content_length); it != end; ++it) {
-    std::string_view rest = it->value();
+// The transport's own answers (server.cpp RequestReader); none reaches the Api
+// and the connection closes after each.
+void check_refusal(const http::fuzzing::Refusal& r) {
+  fairdraw::fuzz::trace("transport refusal", r.status);
+  if (r.status != 400 && r.status != 413 && r.status != 414 && r.status != 431) {
+    fail("transport refusal status not 400/413/414/431", std::to_string(r.status));
+  }
+  const auto& types = fairdraw::fuzz::problem_types();
+  const auto known = types.find(r.type);
+  if (known == types.end() || known->second != r.status) {
+    fail("transport refusal type does not match its status", r.type + " " + std::to_string(r.status));
+  }
+}
+
+// What the reader lets through must be framed one way only (RFC 9112 section
+// 6): one Content-Length of digits, or Transfer-Encoding exactly "chunked" and
+// no Content-Length; no CR, LF or NUL left in any field. A request that passes
+// with anything else could be split differently by a proxy in front: a
+// smuggling gap in the reader's checks. Also the shape Request documents.
+void check_request(const http::Request& req, unsigned version, bool head) {
+  if (version != 10 && version != 11) fail("accepted an HTTP version other than 1.0/1.1", std::to_string(version));
+  if (req.body.size() > kLimits.max_body_bytes) fail("body over max_body_bytes accepted");
+  if (head != (req.method == "HEAD")) fail("head flag disagrees with the method", req.method);
+  if (!req.request_id.empty() && !valid_request_id(req.request_id)) fail("invalid X-Request-Id kept", req.request_id);
+
+  const std::string_view method = req.method;
+  if (method.empty() || !std::all_of(method.begin(), method.end(), is_tchar)) {
+    fail("accepted a method that is not a token", req.method);
+  }
+  const std::string_view target = req.target;
+  if (target.empty() || std::any_of(target.begin(), target.end(), [](char c) {
+        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7F;
+      })) {
+    fail("accepted a target with blanks or control characters", req.target);
+  }
+  // path is the target before the first '?', query after it.
+  const auto q = target.find('?');
+  if (req.path != target.substr(0, q) ||
+      req.query != (q == std::string_view::npos ? std::string_view{} : target.substr(q + 1))) {
+    fail("path/query inconsistent with the target", req.target + " -> " + req.path + " ? " + req.query);
+  }
+
+  std::size_t content_lengths = 0;
+  std::size_t transfer_encodings = 0;
+  std::string_view transfer_encoding;
+  std::string length;  // the Content-Length, without leading zeros
+  for (const auto& [name, value] : req.headers) {
+    if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar)) {
+      fail("accepted a field name that is not a token", name);
+    }
+    if (std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+      fail("field name not lower-cased", name);
+    }
+    if (std::any_of(value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; })) {
+      fail("accepted a field value with CR, LF or NUL", name);
+    }
+    if (trim(value).size() != value.size()) fail("field value not trimmed", name + ": [" + value + "]");
+    if (name == "transfer-encoding" && transfer_encodings++ == 0) transfer_encoding = value;
+    if (name != "content-length") continue;
+    ++content_lengths;
+    // Repeated or listed Content-Length is allowed when every value is the same
+    // (RFC 9110 section 8.6): both ends then agree on the length anyway.
+    std::string_view rest = value;
     while (true) {
       const auto comma = rest.find(',');
       const std::string_view v = trim(rest.substr(0, comma));
       if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        fail("accepted a Content-Length that is not digits", std::string(it->value()));
+        fail("accepted a Content-Length that is not digits", value);
       }
       std::string_view digits = v;
       while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
       if (length.empty()) {
         length = std::string(digits);
       } else if (length != digits) {
-        fail("accepted differing Content-Length values", std::string(it->value()));
+        fail("accepted differing Content-Length values", value);
       }
       if (comma == std::string_view::npos) break;
       rest.remove_prefix(comma + 1);
     }
   }
-  if (te > 0 && (te > 1 || cl > 0 || !iequals(trim(msg[bhttp::field::transfer_encoding]), "chunked"))) {
+  if (transfer_encodings > 0 &&
+      (transfer_encodings > 1 || content_lengths > 0 || !iequals(transfer_encoding, "chunked"))) {
     fail("accepted an ambiguous Transfer-Encoding framing");
   }
   // RFC 9112 section 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; the
   // connection must close after the answer, or a pipelined remainder is smuggled.
-  if (te > 0 && msg.version() < 11 && msg.keep_alive() && !fairdraw::fuzz::ignored("http10-te-keepalive")) {
+  if (transfer_encodings > 0 && version < 11 && req.keep_alive && !fairdraw::fuzz::ignored("http10-te-keepalive")) {
     fail("HTTP/1.0 request with Transfer-Encoding keeps the connection open [http10-te-keepalive]");
   }
-  const std::string_view method = msg.method_string();
-  if (method.empty() || !std::all_of(method.begin(), method.end(), is_tchar)) {
-    fail("accepted a method that is not a token", std::string(method));
-  }
-  const std::string_view target = msg.target();
-  if (target.empty() || std::any_of(target.begin(), target.end(), [](char c) {
-        return static_cast<unsigned char>(c) <= 0x20 || c == 0x7F;
-      })) {
-    fail("accepted a target with blanks or control characters", std::string(target));
-  }
-  for (const auto& field : msg) {
-    const std::string_view name = field.name_string();
-    if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar)) {
-      fail("accepted a field name that is not a token", std::string(name));
-    }
-    const std::string_view value = field.value();
-    if (std::any_of(value.begin(), value.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; })) {
-      fail("accepted a field value with CR, LF or NUL", std::string(name));
-    }
+  if (!length.empty() && transfer_encodings == 0 && std::to_string(req.body.size()) != length) {
+    fail("body length differs from Content-Length", length + " vs " + std::to_string(req.body.size()));
   }
 }
 
-// server.cpp Session::dispatch: Beast message -> fairdraw::http::Request.
-fairdraw::http::Request to_request(bhttp::request<bhttp::string_body>&& msg, int index) {
-  fairdraw::http::Request req;
-  req.method = std::string(msg.method_string());
-  req.target = std::string(msg.target());
-  const auto q = req.target.find('?');
-  req.path = req.target.substr(0, q);
-  if (q != std::string::npos) req.query = req.target.substr(q + 1);
-  for (const auto& field : msg) {
-    std::string name(field.name_string());
-    std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
-    req.headers.emplace_back(std::move(name), std::string(trim(field.value())));
+// What one pass saw, to compare the two passes.
+struct Seen {
+  std::vector<std::string> requests;  // method, target, version, keep-alive and body of each
+  int refusal = 0;                    // its status, 0 if none
+  http::fuzzing::StreamEnd end = http::fuzzing::StreamEnd::incomplete;
+};
+
+std::string summary(const http::Request& req, unsigned version) {
+  return req.method + " " + req.target + " " + std::to_string(version) + (req.keep_alive ? " ka " : " close ") +
+         std::to_string(req.body.size()) + ":" + req.body;
+}
+
+std::string describe(const Seen& s) {
+  std::string out;
+  for (const auto& r : s.requests) out += r.substr(0, 200) + "\n";
+  out += "refusal " + std::to_string(s.refusal) + ", end " + std::to_string(static_cast<int>(s.end));
+  return out;
+}
+
+// One connection's worth of bytes through the reader. `open` decides per
+// request whether the connection stays open (the Api's answer may close it).
+Seen run(std::string_view bytes, std::size_t piece, const std::function<bool(http::Request&, int)>& open) {
+  Seen seen;
+  http::fuzzing::StreamCallbacks callbacks;
+  callbacks.on_request = [&](http::Request& req, unsigned version, bool head) {
+    if (seen.refusal != 0) fail("a request after a refusal");
+    check_request(req, version, head);
+    seen.requests.push_back(summary(req, version));
+    return open(req, static_cast<int>(seen.requests.size()) - 1);
+  };
+  callbacks.on_refusal = [&](const http::fuzzing::Refusal& r) {
+    if (seen.refusal != 0) fail("two refusals on one connection");
+    check_refusal(r);
+    seen.refusal = r.status;
+  };
+  seen.end = http::fuzzing::parse_stream(bytes, kLimits, callbacks, piece);
+  if ((seen.end == http::fuzzing::StreamEnd::refused) != (seen.refusal != 0)) {
+    fail("parse_stream's end disagrees with its refusal callback");
   }
-  req.body = std::move(msg.body());
-  // Generated ids are random in the server; a fixed one keeps runs reproducible.
-  if (auto id = msg["X-Request-Id"]; valid_request_id(id)) {
-    req.request_id = std::string(id);
-  } else {
-    req.request_id = "fuzz-" + std::to_string(index);
-  }
-  req.remote_addr = "127.0.0.1";
-  req.keep_alive = msg.keep_alive();
-  return req;
+  return seen;
 }
 
 }  // namespace
@@ -195,41 +207,37 @@ extern "C" int LLVMFuzzerInitialize(int* /*argc*/, char*** /*argv*/) {
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  // The connection's buffer: everything the client sent, pipelined requests included.
-  std::string_view buffer(reinterpret_cast<const char*>(data), size);
-  for (int index = 0; index < kMaxRequests; ++index) {
-    // server.cpp Session::begin_request: a fresh parser per request.
-    Parser parser;
-    parser.header_limit(static_cast<std::uint32_t>(
-        std::min<std::size_t>(kMaxHeaderBytes, std::numeric_limits<std::uint32_t>::max())));
-    parser.body_limit(static_cast<std::uint64_t>(kMaxBodyBytes));
-    bool header_checked = false;
-    // server.cpp Session::parse_buffered; "read_more" means the input ran out:
-    // the server would wait and answer 408, which involves no parsing.
-    for (;;) {
-      if (parser.is_done()) break;
-      if (buffer.empty()) return 0;
-      boost::system::error_code ec;
-      const std::size_t used = parser.put(net::buffer(buffer.data(), buffer.size()), ec);
-      if (used > buffer.size()) fail("parser consumed more than it was given");
-      buffer.remove_prefix(used);
-      if (ec == bhttp::error::need_more) return 0;
-      if (ec) {
-        on_parse_error(parser, ec, buffer);
-        return 0;  // answered and closed
-      }
-      if (parser.is_header_done() && !header_checked) {
-        header_checked = true;
-        if (!check_header(parser)) return 0;
-      }
-      if (used == 0 && !parser.is_done()) return 0;
-    }
-    if (parser.get().body().size() > kMaxBodyBytes) fail("body over body_limit accepted");
-    auto msg = parser.release();
-    check_framing(msg);
-    const bool keep_alive = msg.keep_alive();
-    world->call(to_request(std::move(msg), index));
-    if (!keep_alive) return 0;  // the server closes after this answer
+  // Everything the client sent, pipelined requests included, arriving in one read.
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  std::vector<bool> kept_open;  // per request: did the connection stay open after its answer
+  const Seen whole = run(bytes, 0, [&](http::Request& req, int index) {
+    // Generated ids are random in the server; a fixed one keeps runs reproducible.
+    if (req.request_id.empty()) req.request_id = "fuzz-" + std::to_string(index);
+    req.remote_addr = "127.0.0.1";
+    // Moved, as Session hands it to the Handler: the next request reuses the object.
+    const http::Response r = world->call(std::move(req));
+    const auto connection = r.header("connection");
+    const bool open = index + 1 < kMaxRequests && !(connection && iequals(trim(*connection), "close"));
+    kept_open.push_back(open);
+    return open;
+  });
+  if (size > kMaxPiecesInput) return 0;
+  // The same bytes in small reads (1 to 64 bytes, by the input's size): the
+  // same requests must come out, split at the same places. How a bad input
+  // ends may differ: once Beast has asked for more header bytes it waits for
+  // the blank line before it parses again, so a malformed header line that a
+  // whole read refuses at once (400) is refused in small reads only at the
+  // header limit (431), or never (the server would answer 408 on its read
+  // timeout). Either way the connection ends without a request.
+  const std::size_t piece = 1 + size % 64;
+  const Seen pieces = run(bytes, piece, [&](http::Request&, int index) {
+    if (static_cast<std::size_t>(index) >= kept_open.size()) return false;  // reported below
+    return static_cast<bool>(kept_open[static_cast<std::size_t>(index)]);
+  });
+  const auto closed = [](const Seen& s) { return s.end == http::fuzzing::StreamEnd::closed; };
+  if (whole.requests != pieces.requests || closed(whole) != closed(pieces)) {
+    fail("reading in pieces of " + std::to_string(piece) + " bytes changes the requests",
+         "whole:\n" + describe(whole) + "\npieces:\n" + describe(pieces));
   }
   return 0;
 }

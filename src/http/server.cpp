@@ -386,6 +386,126 @@ class RequestParser final : public bhttp::basic_parser<true> {
   bool seen_request_id_ = false;
 };
 
+// The socket-independent half of a connection's request cycle: feeds buffered
+// bytes to a RequestParser and decides what the connection does next, refusals
+// (400/413/414/431) included. Session drives it from its socket;
+// fuzzing::parse_stream drives it from a byte string, so the fuzzer runs the
+// very code that serves requests, not a copy of it.
+class RequestReader {
+ public:
+  enum class Step {
+    need_more,      // everything buffered is used: read more, then call read() again
+    ready,          // a whole request is in the Request given to begin(); see parser()
+    refused,        // answer refusal() and close: nothing more is read
+    send_continue,  // Expect: 100-continue with an acceptable header: send 100, then call read() again
+  };
+  struct Refusal {
+    int status = 0;
+    std::string_view type;  // problem type and title: static strings
+    std::string_view title;
+    std::string detail;
+  };
+
+  // Starts a request; the parser writes it into `request` and `request_id`
+  // (the client's X-Request-Id, when valid), which must outlive it.
+  void begin(Request& request, std::string& request_id, const ServerOptions& options) {
+    max_header_bytes_ = options.max_header_bytes;
+    max_body_bytes_ = options.max_body_bytes;
+    header_checked_ = false;
+    parser_.emplace(request, request_id);
+    parser_->header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(max_header_bytes_, std::numeric_limits<std::uint32_t>::max())));
+    parser_->body_limit(static_cast<std::uint64_t>(max_body_bytes_));
+  }
+  bool started() const { return parser_.has_value(); }
+  void reset() { parser_.reset(); }
+
+  // The request line and header facts; valid once read() said ready.
+  const RequestParser& parser() const { return *parser_; }
+  const Refusal& refusal() const { return refusal_; }
+
+  // Parses what `buffer` holds, consuming it, until the request is whole, more
+  // bytes are needed, the request is refused or a 100 Continue is due.
+  // Pipelined bytes after a whole request stay in the buffer for the next one.
+  Step read(beast::flat_buffer& buffer) {
+    RequestParser& parser = *parser_;
+    for (;;) {
+      if (parser.is_done()) return Step::ready;
+      if (buffer.size() == 0) return Step::need_more;
+      error_code ec;
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == bhttp::error::need_more) return Step::need_more;
+      if (ec) return on_parse_error(ec, buffer);
+      if (parser.is_header_done() && !header_checked_) {
+        header_checked_ = true;
+        if (!check_header()) return Step::refused;
+        if (wants_continue()) return Step::send_continue;
+      }
+      if (used == 0 && !parser.is_done()) return Step::need_more;
+    }
+  }
+
+ private:
+  Step refuse(int status, std::string_view type, std::string_view title, std::string detail) {
+    refusal_.status = status;
+    refusal_.type = type;
+    refusal_.title = title;
+    refusal_.detail = std::move(detail);
+    return Step::refused;
+  }
+
+  Step on_parse_error(error_code ec, const beast::flat_buffer& rest) {
+    if (ec == bhttp::error::header_limit) {
+      // The limit covers the request line too; if no line of it has ended
+      // within the limit, it was the request line (the target) that was too long.
+      const auto data = rest.data();
+      const std::string_view head(static_cast<const char*>(data.data()), std::min(data.size(), max_header_bytes_));
+      if (!parser_->got_request_line() && head.find('\n') == std::string_view::npos) {
+        return refuse(414, "uri_too_long", "URI too long", "request line too long");
+      }
+      return refuse(431, "headers_too_large", "Request headers too large", "request headers too large");
+    }
+    if (ec == bhttp::error::body_limit) {
+      return refuse(413, "payload_too_large", "Payload too large",
+                    "body over " + std::to_string(max_body_bytes_) + " bytes");
+    }
+    return refuse(400, "invalid_request", "Invalid request", "malformed HTTP request: " + ec.message());
+  }
+
+  // Refusals that depend on the whole header, decided before any body is read.
+  bool check_header() {
+    const RequestParser& p = *parser_;
+    // Beast refuses Content-Length with chunked, but not with other codings;
+    // either way a request framed two ways is a smuggling shape.
+    if (p.transfer_encodings() > 0) {
+      // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing
+      // (a 1.0 proxy in front would frame it differently): refuse and close.
+      if (p.version() < 11 || p.content_lengths() > 0 || p.transfer_encodings() > 1 ||
+          !p.transfer_encoding_is_chunked()) {
+        refuse(400, "invalid_request", "Invalid request", "unsupported Transfer-Encoding framing");
+        return false;
+      }
+    }
+    if (const auto length = p.content_length(); length && *length > max_body_bytes_) {
+      refuse(413, "payload_too_large", "Payload too large", "body over " + std::to_string(max_body_bytes_) + " bytes");
+      return false;
+    }
+    return true;
+  }
+
+  bool wants_continue() const {
+    const RequestParser& p = *parser_;
+    return p.version() >= 11 && !p.is_done() && p.expects_continue();
+  }
+
+  std::optional<RequestParser> parser_;
+  Refusal refusal_;
+  std::size_t max_header_bytes_ = 0;
+  std::size_t max_body_bytes_ = 0;
+  bool header_checked_ = false;
+};
+
 // What a connection needs only while a request is in progress, from its first
 // byte until its response is written: the read buffer, the parser, the request
 // and the response bytes. A connection waiting for its next request returns it
@@ -393,7 +513,7 @@ class RequestParser final : public bhttp::basic_parser<true> {
 // reuses the strings' capacity from request to request.
 struct Exchange {
   beast::flat_buffer buffer;  // pipelined bytes wait here (the Exchange stays while it holds any)
-  std::optional<RequestParser> parser;
+  RequestReader reader;
   Request request;
   std::string request_id;                 // X-Request-Id of the answer (the Handler may move request's)
   std::optional<Response> sync_response;  // answered during dispatch(); see post_response
@@ -402,7 +522,7 @@ struct Exchange {
 
   // Keeps capacities that a typical request reuses, frees the rest.
   void recycle() {
-    parser.reset();
+    reader.reset();
     sync_response.reset();
     if (buffer.capacity() > kKeptBufferCapacity) {
       buffer = beast::flat_buffer();
@@ -522,12 +642,11 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   void begin_request() {
     if (server_.stopping.load()) return close_now();
-    header_checked_ = false;
     head_ = false;
     if (x_ && x_->buffer.size() > 0) {
       // Pipelined bytes are already here: the request has started arriving.
       // Its read_timeout starts if it needs another read (read_more).
-      x_->parser.reset();
+      x_->reader.reset();
       x_->request_id.clear();
       phase_ = Phase::reading;
       read_armed_ = false;
@@ -588,82 +707,26 @@ class Session : public std::enable_shared_from_this<Session> {
     parse_buffered();
   }
 
+  // The parsing and its refusals are RequestReader's; this only acts on its verdict.
   void parse_buffered() {
     Exchange& x = exchange();
-    if (!x.parser) {
-      x.parser.emplace(x.request, x.request_id);
-      x.parser->header_limit(static_cast<std::uint32_t>(
-          std::min<std::size_t>(server_.options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
-      x.parser->body_limit(static_cast<std::uint64_t>(server_.options.max_body_bytes));
-    }
-    RequestParser& parser = *x.parser;
-    for (;;) {
-      if (parser.is_done()) return dispatch();
-      if (x.buffer.size() == 0) return read_more();
-      error_code ec;
-      const std::size_t used = parser.put(x.buffer.data(), ec);
-      x.buffer.consume(used);
-      if (ec == bhttp::error::need_more) return read_more();
-      if (ec) return on_parse_error(ec);
-      if (parser.is_header_done() && !header_checked_) {
-        header_checked_ = true;
-        if (!check_header()) return;
-        if (wants_continue()) return send_continue();
-      }
-      if (used == 0 && !parser.is_done()) return read_more();
+    if (!x.reader.started()) x.reader.begin(x.request, x.request_id, server_.options);
+    switch (x.reader.read(x.buffer)) {
+      case RequestReader::Step::need_more: return read_more();
+      case RequestReader::Step::ready: return dispatch();
+      case RequestReader::Step::send_continue: return send_continue();
+      case RequestReader::Step::refused: return refuse(x.reader.refusal());
     }
   }
 
-  void on_parse_error(error_code ec) {
-    if (ec == bhttp::error::header_limit) {
-      // The limit covers the request line too; if no line of it has ended
-      // within the limit, it was the request line (the target) that was too long.
-      const auto data = x_->buffer.data();
-      const std::string_view head(static_cast<const char*>(data.data()),
-                                  std::min(data.size(), server_.options.max_header_bytes));
-      if (!x_->parser->got_request_line() && head.find('\n') == std::string_view::npos) {
-        bump(server_.counters.uri_too_long);
-        return send_problem(414, "uri_too_long", "URI too long", "request line too long");
-      }
-      bump(server_.counters.headers_too_large);
-      return send_problem(431, "headers_too_large", "Request headers too large", "request headers too large");
+  void refuse(const RequestReader::Refusal& r) {
+    switch (r.status) {
+      case 413: bump(server_.counters.payload_too_large); break;
+      case 414: bump(server_.counters.uri_too_long); break;
+      case 431: bump(server_.counters.headers_too_large); break;
+      default: bump(server_.counters.bad_requests); break;
     }
-    if (ec == bhttp::error::body_limit) {
-      bump(server_.counters.payload_too_large);
-      return send_problem(413, "payload_too_large", "Payload too large",
-                          "body over " + std::to_string(server_.options.max_body_bytes) + " bytes");
-    }
-    bump(server_.counters.bad_requests);
-    send_problem(400, "invalid_request", "Invalid request", "malformed HTTP request: " + ec.message());
-  }
-
-  // Refusals that depend on the whole header, decided before any body is read.
-  bool check_header() {
-    const RequestParser& p = *x_->parser;
-    // Beast refuses Content-Length with chunked, but not with other codings;
-    // either way a request framed two ways is a smuggling shape.
-    if (p.transfer_encodings() > 0) {
-      // RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing
-      // (a 1.0 proxy in front would frame it differently): refuse and close.
-      if (p.version() < 11 || p.content_lengths() > 0 || p.transfer_encodings() > 1 ||
-          !p.transfer_encoding_is_chunked()) {
-        bump(server_.counters.bad_requests);
-        send_problem(400, "invalid_request", "Invalid request", "unsupported Transfer-Encoding framing");
-        return false;
-      }
-    }
-    if (const auto length = p.content_length(); length && *length > server_.options.max_body_bytes) {
-      bump(server_.counters.payload_too_large);
-      send_problem(413, "payload_too_large", "Payload too large",
-                   "body over " + std::to_string(server_.options.max_body_bytes) + " bytes");
-      return false;
-    }
-    return true;
-  }
-
-  bool wants_continue() const {
-    const RequestParser& p = *x_->parser;
-    return p.version() >= 11 && !p.is_done() && p.expects_continue();
+    send_problem(r.status, r.type, r.title, r.detail);
   }
 
   void send_continue() {
@@ -688,9 +751,10 @@ class Session : public std::enable_shared_from_this<Session> {
     disarm();
     first_request_ = false;
     Exchange& x = *x_;
-    keep_alive_ = x.parser->keep_alive();
-    version_ = x.parser->version();
-    head_ = x.parser->is_head();
+    const RequestParser& parsed = x.reader.parser();
+    keep_alive_ = parsed.keep_alive();
+    version_ = static_cast<std::uint8_t>(parsed.version());
+    head_ = parsed.is_head();
     if (x.request_id.empty()) generate_request_id(x.request_id);
     // method, target, path, query, headers and body are the parser's.
     Request& req = x.request;
@@ -937,7 +1001,6 @@ class Session : public std::enable_shared_from_this<Session> {
   bool timer_waiting_ = false;  // a wait of timer_generation_ is pending
   bool read_armed_ = false;     // this request's read_timeout is running
   bool first_request_ = true;
-  bool header_checked_ = false;
   bool keep_alive_ = true;
   bool head_ = false;
   bool close_after_write_ = false;
@@ -1294,5 +1357,59 @@ ServerStats Server::stats() const {
 }
 
 unsigned Server::thread_count() const { return impl_->core.threads; }
+
+namespace fuzzing {
+
+// Session's reading loop (begin_request, on_readable, parse_buffered, dispatch)
+// without the socket, timers and Handler: the same RequestReader, the same
+// buffer handling (pipelined bytes stay buffered for the next request), the
+// same reused Request.
+StreamEnd parse_stream(std::string_view bytes, const ServerOptions& limits, const StreamCallbacks& callbacks,
+                       std::size_t piece) {
+  beast::flat_buffer buffer;
+  Request request;
+  std::string request_id;
+  RequestReader reader;
+  // One "read": the next piece of the input arrives in the buffer.
+  const auto receive = [&] {
+    const std::size_t n = piece == 0 ? bytes.size() : std::min(piece, bytes.size());
+    const auto space = buffer.prepare(n);
+    std::copy_n(bytes.data(), n, static_cast<char*>(space.data()));
+    buffer.commit(n);
+    bytes.remove_prefix(n);
+  };
+  for (;;) {
+    request_id.clear();
+    reader.begin(request, request_id, limits);
+    for (bool whole = false; !whole;) {
+      switch (reader.read(buffer)) {
+        case RequestReader::Step::need_more:
+          if (bytes.empty()) return StreamEnd::incomplete;  // the server would wait, then answer 408
+          receive();
+          break;
+        case RequestReader::Step::send_continue:
+          if (callbacks.on_continue) callbacks.on_continue();
+          break;
+        case RequestReader::Step::refused: {
+          const auto& r = reader.refusal();
+          if (callbacks.on_refusal) callbacks.on_refusal(Refusal{r.status, std::string(r.type), r.detail});
+          return StreamEnd::refused;
+        }
+        case RequestReader::Step::ready: whole = true; break;
+      }
+    }
+    // As Session::dispatch, except that no id is generated (ids are random).
+    const RequestParser& parsed = reader.parser();
+    const bool keep_alive = parsed.keep_alive();
+    request.keep_alive = keep_alive;
+    request.request_id.assign(request_id);
+    request.remote_addr.clear();
+    const bool open = callbacks.on_request(request, parsed.version(), parsed.is_head());
+    if (!keep_alive || !open) return StreamEnd::closed;
+    if (buffer.size() == 0 && bytes.empty()) return StreamEnd::incomplete;  // waiting for the next request
+  }
+}
+
+}  // namespace fuzzing
 
 }  // namespace fairdraw::http

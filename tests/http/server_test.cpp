@@ -9,8 +9,10 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -660,6 +662,95 @@ TEST(HttpServer, ListenFailureNamesTheAddress) {
   const Status st = server.listen();
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().detail.find("203.0.113.7:1"), std::string::npos) << st.error().detail;
+}
+
+
+// fuzzing::parse_stream: the sessions' request reader without a socket (what
+// fuzz_http_request drives). Each case also runs in 1- and 7-byte reads.
+struct Stream {
+  std::vector<std::string> requests;  // "METHOD target version body"
+  int refusal = 0;
+  std::string refusal_type;
+  int continues = 0;
+  fuzzing::StreamEnd end = fuzzing::StreamEnd::incomplete;
+};
+
+Stream parse(std::string_view bytes, std::size_t piece) {
+  Stream s;
+  fuzzing::StreamCallbacks cb;
+  cb.on_request = [&](Request& r, unsigned version, bool) {
+    s.requests.push_back(r.method + " " + r.target + " " + std::to_string(version) + " " + r.body);
+    const Request moved = std::move(r);  // as the Handler gets it: the next request reuses the object
+    return true;
+  };
+  cb.on_refusal = [&](const fuzzing::Refusal& r) {
+    s.refusal = r.status;
+    s.refusal_type = r.type;
+  };
+  cb.on_continue = [&] { ++s.continues; };
+  s.end = fuzzing::parse_stream(bytes, test_options(), cb, piece);
+  return s;
+}
+
+void expect_stream(std::string_view bytes, const std::vector<std::string>& requests, int refusal,
+                   fuzzing::StreamEnd end) {
+  for (const std::size_t piece : {0, 1, 7}) {
+    SCOPED_TRACE("piece " + std::to_string(piece));
+    const Stream s = parse(bytes, piece);
+    EXPECT_EQ(s.requests, requests);
+    EXPECT_EQ(s.refusal, refusal);
+    EXPECT_EQ(s.end, end);
+  }
+}
+
+TEST(RequestReaderStream, PipelinedRequestsThenIncomplete) {
+  expect_stream("GET /a?x=1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                "POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+                "PUT /c HTTP/1.1\r\nContent-Length: 2\r\n\r\nh",
+                {"GET /a?x=1 11 ", "POST /b 11 abc"}, 0, fuzzing::StreamEnd::incomplete);
+}
+
+TEST(RequestReaderStream, StopsAtTheFirstRefusal) {
+  expect_stream("GET /a HTTP/1.1\r\n\r\n"
+                "POST /b HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                "GET /c HTTP/1.1\r\n\r\n",
+                {"GET /a 11 "}, 400, fuzzing::StreamEnd::refused);
+  expect_stream("POST /b HTTP/1.1\r\nContent-Length: 100000\r\n\r\n", {}, 413, fuzzing::StreamEnd::refused);
+  expect_stream("GET /" + std::string(3000, 'a') + " HTTP/1.1\r\n\r\n", {}, 414, fuzzing::StreamEnd::refused);
+  expect_stream("GET / HTTP/1.1\r\nX-Big: " + std::string(3000, 'a') + "\r\n\r\n", {}, 431,
+                fuzzing::StreamEnd::refused);
+}
+
+TEST(RequestReaderStream, ClosesAfterARequestWithoutKeepAlive) {
+  expect_stream("GET /a HTTP/1.0\r\n\r\nGET /b HTTP/1.1\r\n\r\n", {"GET /a 10 "}, 0, fuzzing::StreamEnd::closed);
+  expect_stream("GET /a HTTP/1.1\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n\r\n", {"GET /a 11 "}, 0,
+                fuzzing::StreamEnd::closed);
+}
+
+TEST(RequestReaderStream, ExpectContinueAndFields) {
+  const std::string bytes =
+      "POST /e HTTP/1.1\r\nExpect: 100-continue\r\nX-Request-Id: abc\r\nX-Mixed-Case:  v \r\n"
+      "Content-Length: 5\r\n\r\nhello";
+  for (const std::size_t piece : {0, 1}) {
+    fuzzing::StreamCallbacks cb;
+    int continues = 0;
+    int requests = 0;
+    cb.on_continue = [&] { ++continues; };
+    cb.on_request = [&](Request& r, unsigned version, bool head) {
+      ++requests;
+      EXPECT_EQ(version, 11U);
+      EXPECT_FALSE(head);
+      EXPECT_EQ(r.request_id, "abc");
+      EXPECT_EQ(r.header("x-mixed-case"), std::optional<std::string_view>("v"));
+      EXPECT_EQ(r.headers.at(2).first, "x-mixed-case");
+      EXPECT_EQ(r.body, "hello");
+      return true;
+    };
+    EXPECT_EQ(fuzzing::parse_stream(bytes, test_options(), cb, piece), fuzzing::StreamEnd::incomplete);
+    EXPECT_EQ(requests, 1);
+    // Due once the header is read, even if the body came with it (as a session does).
+    EXPECT_EQ(continues, 1);
+  }
 }
 
 }  // namespace

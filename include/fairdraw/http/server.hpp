@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "fairdraw/http/message.hpp"
 #include "fairdraw/result.hpp"
@@ -86,5 +87,45 @@ class Server {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+
+// For fuzz/fuzz_http_request.cpp and the tests: the request reading of a
+// connection (the same parser, limits, refusals and 100-continue as a
+// Server's sessions) over a byte string instead of a socket.
+namespace fuzzing {
+
+// A transport refusal: the server answers it as problem+json and closes.
+struct Refusal {
+  int status = 0;  // 400, 413, 414 or 431
+  std::string type;
+  std::string detail;
+};
+
+struct StreamCallbacks {
+  // A whole request, as a Handler would get it, except that request_id is the
+  // client's X-Request-Id when valid and empty otherwise (the server would
+  // generate one) and remote_addr is empty. It may be moved from: the next
+  // request is parsed into the same object, as on a connection. version is 10
+  // or 11; head: a HEAD request. Return false to close the connection (as a
+  // response with Connection: close does); it also closes when
+  // request.keep_alive is false.
+  std::function<bool(Request& request, unsigned version, bool head)> on_request;
+  std::function<void(const Refusal&)> on_refusal;  // the last call: nothing more is read
+  std::function<void()> on_continue;                // a 100 Continue is sent here
+};
+
+enum class StreamEnd {
+  closed,      // after a request that ends the connection
+  refused,     // after on_refusal
+  incomplete,  // the bytes ran out (mid-request or between requests): the server would wait
+};
+
+// Parses `bytes` as one connection's input: pipelined requests one after the
+// other, stopping at the first refusal or closing request. `piece`: bytes per
+// read (0: all of them in one read), to exercise requests arriving in parts.
+StreamEnd parse_stream(std::string_view bytes, const ServerOptions& limits, const StreamCallbacks& callbacks,
+                       std::size_t piece = 0);
+
+}  // namespace fuzzing
 
 }  // namespace fairdraw::http
