@@ -14,8 +14,10 @@
 #include <cstring>
 #include <functional>
 #include <new>
+#include <optional>
 #include <utility>
 
+#include "fairdraw/engine/ulid.hpp"
 
 namespace fairdraw {
 
@@ -75,8 +77,6 @@ enum OutcomeFlag : std::uint8_t {
 
 enum OutcomeForm : std::uint8_t { kNoOutcome = 0, kInline = 1, kOverflow = 2 };
 
-constexpr std::string_view kCrockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
 // Writes what fits in [out, out + capacity) and counts every byte, so one pass both fills
 // the entry's area and tells whether the outcome fitted (n <= capacity).
 struct Writer {
@@ -131,60 +131,22 @@ struct Reader {
   }
 };
 
-// Crockford base32 digit values, 0xFF for anything else (lowercase included: only the
-// canonical uppercase text is packed, so unpacking gives the identical string back).
-constexpr std::array<std::uint8_t, 256> kCrockfordValue = [] {
-  std::array<std::uint8_t, 256> table{};
-  table.fill(0xFF);
-  for (std::size_t i = 0; i < kCrockford.size(); ++i) {
-    table[static_cast<unsigned char>(kCrockford[i])] = static_cast<std::uint8_t>(i);
-  }
-  return table;
-}();
-
-// A canonical ULID (what is_valid_ulid accepts) is 128 bits in 26 base32 digits, the first
-// at most 7. One table lookup per digit: this runs twice for every completed draw.
-bool parse_ulid(std::string_view text, std::uint64_t& hi, std::uint64_t& lo) {
-  if (text.size() != 26) return false;
-  hi = lo = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const std::uint8_t digit = kCrockfordValue[static_cast<unsigned char>(text[i])];
-    if (digit > 31 || (i == 0 && digit > 7)) return false;
-    hi = (hi << 5) | (lo >> 59);
-    lo = (lo << 5) | digit;
-  }
-  return true;
-}
-
-void put_ulid(Writer& w, std::uint64_t hi, std::uint64_t lo) {
-  for (int i = 7; i >= 0; --i) w.byte(static_cast<std::uint8_t>(hi >> (8 * i)));
-  for (int i = 7; i >= 0; --i) w.byte(static_cast<std::uint8_t>(lo >> (8 * i)));
+void put_ulid(Writer& w, UlidBits bits) {
+  for (int i = 7; i >= 0; --i) w.byte(static_cast<std::uint8_t>(bits.hi >> (8 * i)));
+  for (int i = 7; i >= 0; --i) w.byte(static_cast<std::uint8_t>(bits.lo >> (8 * i)));
 }
 
 std::string get_ulid(Reader& r) {
-  std::uint64_t hi = 0, lo = 0;
-  for (int i = 0; i < 8; ++i) hi = (hi << 8) | r.byte();
-  for (int i = 0; i < 8; ++i) lo = (lo << 8) | r.byte();
-  std::string out(26, '0');
-  for (std::size_t c = 0; c < out.size(); ++c) {
-    const std::size_t shift = 125 - 5 * c;  // digit c holds bits [shift, shift + 5)
-    std::uint64_t group = 0;
-    if (shift >= 64) {
-      group = hi >> (shift - 64);
-    } else if (shift > 59) {
-      group = (lo >> shift) | (hi << (64 - shift));
-    } else {
-      group = lo >> shift;
-    }
-    out[c] = kCrockford[group & 31U];
-  }
-  return out;
+  UlidBits bits;
+  for (int i = 0; i < 8; ++i) bits.hi = (bits.hi << 8) | r.byte();
+  for (int i = 0; i < 8; ++i) bits.lo = (bits.lo << 8) | r.byte();
+  return encode_ulid(bits);
 }
 
 void put_outcome(Writer& w, const DrawRecord& r, std::string_view scope_activity,
                  std::string_view scope_key, std::int64_t created_ms) {
-  std::uint64_t ulid_hi = 0, ulid_lo = 0;
-  const bool binary_id = parse_ulid(r.draw_id, ulid_hi, ulid_lo);
+  const std::optional<UlidBits> ulid = decode_ulid(r.draw_id);
+  const bool binary_id = ulid.has_value();
   const bool prize_is_candidate = r.prize_id && r.candidate_id && *r.prize_id == *r.candidate_id;
   std::uint8_t flags = 0;
   if (r.won) flags |= kWon;
@@ -202,7 +164,7 @@ void put_outcome(Writer& w, const DrawRecord& r, std::string_view scope_activity
   w.signed_varint(static_cast<std::int64_t>(static_cast<std::uint64_t>(r.drawn_at_ms) -
                                             static_cast<std::uint64_t>(created_ms)));
   if (binary_id) {
-    put_ulid(w, ulid_hi, ulid_lo);
+    put_ulid(w, *ulid);
   } else {
     w.text(r.draw_id);
   }

@@ -12,6 +12,17 @@ constexpr std::string_view kAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 constexpr std::size_t kUlidLength = 26;
 constexpr std::int64_t kMaxUlidMs = (std::int64_t{1} << 48) - 1;
 
+// Digit values, 0xFF for anything else (lower case included: only the canonical text
+// decodes, so encoding the value again gives the identical string).
+constexpr std::array<std::uint8_t, 256> kDigitValue = [] {
+  std::array<std::uint8_t, 256> table{};
+  table.fill(0xFF);
+  for (std::size_t i = 0; i < kAlphabet.size(); ++i) {
+    table[static_cast<unsigned char>(kAlphabet[i])] = static_cast<std::uint8_t>(i);
+  }
+  return table;
+}();
+
 }  // namespace
 
 std::string make_ulid(std::int64_t unix_ms, Entropy& entropy) {
@@ -22,37 +33,45 @@ std::string make_ulid(std::int64_t unix_ms, Entropy& entropy) {
   }
   entropy.fill(std::span<std::uint8_t>(bytes).subspan(6));
 
-  // Read the 128 bits as two big-endian words and take 5 bits at a time from
-  // the top (one draw id per draw: the bit-by-bit loop cost thousands of
-  // instructions). Character c holds bits [125 - 5c, 130 - 5c) of the value.
-  std::uint64_t hi = 0;
-  std::uint64_t lo = 0;
+  UlidBits bits;
   for (std::size_t i = 0; i < 8; ++i) {
-    hi = (hi << 8) | bytes[i];
-    lo = (lo << 8) | bytes[8 + i];
+    bits.hi = (bits.hi << 8) | bytes[i];
+    bits.lo = (bits.lo << 8) | bytes[8 + i];
   }
+  return encode_ulid(bits);
+}
+
+std::string encode_ulid(UlidBits bits) {
+  // 5 bits at a time from the top (one draw id per draw: the bit-by-bit loop cost
+  // thousands of instructions). Character c holds bits [125 - 5c, 130 - 5c) of the value.
   std::string out(kUlidLength, '0');
   for (std::size_t c = 0; c < kUlidLength; ++c) {
     const std::size_t shift = 125 - 5 * c;
     std::uint64_t group = 0;
     if (shift >= 64) {
-      group = hi >> (shift - 64);
+      group = bits.hi >> (shift - 64);
     } else if (shift > 59) {
-      group = (lo >> shift) | (hi << (64 - shift));
+      group = (bits.lo >> shift) | (bits.hi << (64 - shift));
     } else {
-      group = lo >> shift;
+      group = bits.lo >> shift;
     }
     out[c] = kAlphabet[group & 31U];
   }
   return out;
 }
 
-bool is_valid_ulid(std::string_view text) {
-  if (text.size() != kUlidLength || text[0] > '7') return false;
-  for (char c : text) {
-    if (kAlphabet.find(c) == std::string_view::npos) return false;
+std::optional<UlidBits> decode_ulid(std::string_view text) {
+  if (text.size() != kUlidLength) return std::nullopt;
+  UlidBits bits;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const std::uint8_t digit = kDigitValue[static_cast<unsigned char>(text[i])];
+    if (digit > 31 || (i == 0 && digit > 7)) return std::nullopt;
+    bits.hi = (bits.hi << 5) | (bits.lo >> 59);
+    bits.lo = (bits.lo << 5) | digit;
   }
-  return true;
+  return bits;
 }
+
+bool is_valid_ulid(std::string_view text) { return decode_ulid(text).has_value(); }
 
 }  // namespace fairdraw

@@ -63,5 +63,30 @@ TEST(UlidTest, ValidityCheck) {
   EXPECT_FALSE(is_valid_ulid("01ARZ3NDEKTSV4RRFFQ69G5FA-"));
 }
 
+TEST(UlidTest, DecodeAndEncodeRoundTripCanonicalText) {
+  CsprngEntropy entropy;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string id = make_ulid(1'700'000'000'000 + i, entropy);
+    const auto bits = decode_ulid(id);
+    ASSERT_TRUE(bits.has_value()) << id;
+    EXPECT_EQ(encode_ulid(*bits), id);
+  }
+  const auto max = decode_ulid("7ZZZZZZZZZZZZZZZZZZZZZZZZZ");
+  ASSERT_TRUE(max.has_value());
+  EXPECT_EQ(max->hi, ~std::uint64_t{0});
+  EXPECT_EQ(max->lo, ~std::uint64_t{0});
+  const auto zero = decode_ulid("00000000000000000000000000");
+  ASSERT_TRUE(zero.has_value());
+  EXPECT_EQ(zero->hi, 0U);
+  EXPECT_EQ(zero->lo, 0U);
+  EXPECT_EQ(encode_ulid({0x0123456789ABCDEFULL, 0xFEDCBA9876543210ULL}),
+            encode_ulid(*decode_ulid(encode_ulid({0x0123456789ABCDEFULL, 0xFEDCBA9876543210ULL}))));
+  // Only the canonical text decodes: lower case or the excluded letters would not come back
+  // identical from encode_ulid.
+  EXPECT_FALSE(decode_ulid("01arz3ndektsv4rrffq69g5fav").has_value());
+  EXPECT_FALSE(decode_ulid("01ARZ3NDEKTSV4RRFFQ69G5FAO").has_value());
+  EXPECT_FALSE(decode_ulid("8ZZZZZZZZZZZZZZZZZZZZZZZZZ").has_value());
+}
+
 }  // namespace
 }  // namespace fairdraw
