@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "fairdraw/engine/ulid.hpp"
+#include "fairdraw/fnv1a.hpp"
 
 namespace fairdraw {
 
@@ -535,15 +536,7 @@ void IdempotencyTable::erase_entry(IdemEntry* entry) {
 }
 
 std::uint64_t draw_fingerprint(std::string_view activity_id, std::string_view user_id) {
-  std::uint64_t hash = 14695981039346656037ULL;
-  auto mix = [&hash](char c) {
-    hash ^= static_cast<std::uint8_t>(c);
-    hash *= 1099511628211ULL;
-  };
-  for (char c : activity_id) mix(c);
-  mix('\n');
-  for (char c : user_id) mix(c);
-  return hash;
+  return fnv1a64(user_id, fnv1a64("\n", fnv1a64(activity_id)));
 }
 
 }  // namespace fairdraw

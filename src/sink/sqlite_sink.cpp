@@ -36,6 +36,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "fairdraw/fnv1a.hpp"
 #include "fairdraw/sink/migrations.hpp"
 
 namespace fairdraw {
@@ -115,15 +116,6 @@ std::optional<std::int64_t> column_optional_i64(sqlite3_stmt* s, int i) {
 // index as their text would, while random ids (UUIDs) spread evenly. Stored as
 // the signed integer SQLite keeps. Any change here needs a migration that
 // recomputes both columns (and bench/startup.sh computes it too).
-std::uint64_t fnv1a64(std::string_view text) {
-  std::uint64_t h = 0xcbf29ce484222325ULL;
-  for (const char c : text) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 0x100000001b3ULL;
-  }
-  return h;
-}
-
 std::int64_t hash64(std::string_view text) {
   constexpr std::uint64_t kLow40 = (std::uint64_t{1} << 40) - 1;
   const std::uint64_t prefix = fnv1a64(text.substr(0, 8));
