@@ -25,15 +25,24 @@ if not cfg[1] then return {'not_found'} end
 
 -- Idempotency first: a key that already drew returns that very result, whatever happened to
 -- the activity since (ended, quota used up), and never a second draw. "Same body" is the
--- same user (the activity is the key's scope).
-local stored = redis.call('HGETALL', KEYS[6])
-if #stored > 0 then
-  for i = 1, #stored, 2 do
+-- same user (the activity is the key's scope). The result is stored as one string, the
+-- MessagePack of the reply {'ok', field, value, ...} (one SET with its TTL: one command for
+-- the AOF, instead of a 20-argument HSET and a PEXPIRE); results stored by earlier versions
+-- as a hash of the fields are still read (GET then fails with WRONGTYPE) until they expire.
+local stored = redis.pcall('GET', KEYS[6])
+if type(stored) == 'table' and stored.err then
+  local fields = redis.call('HGETALL', KEYS[6])
+  stored = {'ok'}
+  for i = 1, #fields do stored[i + 1] = fields[i] end
+elseif stored then
+  stored = cmsgpack.unpack(stored)
+end
+if stored then
+  for i = 2, #stored, 2 do
     if stored[i] == 'user_id' and stored[i + 1] ~= ARGV[1] then return {'mismatch'} end
   end
-  local out = {'replay'}
-  for i = 1, #stored do out[#out + 1] = stored[i] end
-  return out
+  stored[1] = 'replay'
+  return stored
 end
 if ARGV[5] == '2' then return {'invalid_token'} end
 
@@ -66,9 +75,9 @@ local n = tonumber(redis.call('GET', KEYS[2]) or '0')
 if n < origin then return {'corrupt', 'sequence behind the epoch chain'} end
 local epoch = first_epoch + math.floor((n - origin) / size)
 local slot = (n - origin) % size
-local epoch_key = ARGV[9] .. 'epoch:' .. fmt(epoch)
 local deck_key = ARGV[9] .. 'deck:' .. fmt(epoch)
-local cell = redis.call('GETRANGE', deck_key, fmt(2 * slot), fmt(2 * slot + 1))
+-- Offsets below 2 * 10^7 (W <= 10^7): exact as Lua numbers and as Redis formats them.
+local cell = redis.call('GETRANGE', deck_key, 2 * slot, 2 * slot + 1)
 if string.len(cell) ~= 2 then return {'need_epoch', fmt(epoch)} end
 
 local card = string.byte(cell, 1) * 256 + string.byte(cell, 2)
@@ -83,7 +92,8 @@ end
 
 -- Writes. Nothing below can refuse.
 redis.call('INCR', KEYS[2])
-local rec = {'draw_id', ARGV[3], 'user_id', ARGV[1], 'seq', fmt(n), 'epoch', fmt(epoch),
+-- The reply, {'ok', field, value, ...}; also what the stream entry and the stored result hold.
+local rec = {'ok', 'draw_id', ARGV[3], 'user_id', ARGV[1], 'seq', fmt(n), 'epoch', fmt(epoch),
              'slot', fmt(slot), 'drawn_at_ms', ARGV[2]}
 local won = '0'
 if prize then
@@ -103,11 +113,10 @@ end
 rec[#rec + 1] = 'won'
 rec[#rec + 1] = won
 
-redis.call('HSET', KEYS[6], unpack(rec))
-redis.call('PEXPIRE', KEYS[6], ARGV[6])
+redis.call('SET', KEYS[6], cmsgpack.pack(rec), 'PX', ARGV[6])
 -- The durable record's way out: in the same script as the seq, so every taken seq has its
 -- entry. No MAXLEN: trimming could drop entries the worker has not persisted yet.
-local entry = redis.call('XADD', KEYS[7], '*', 'activity_id', ARGV[7], 'idempotency_key', ARGV[8], unpack(rec))
+local entry = redis.call('XADD', KEYS[7], '*', 'activity_id', ARGV[7], 'idempotency_key', ARGV[8], unpack(rec, 2))
 -- Until the worker has persisted it, the draw is found by id and by user through these
 -- (the worker removes both entries once the row is committed).
 if KEYS[10] then
@@ -115,18 +124,17 @@ if KEYS[10] then
   redis.call('ZADD', KEYS[10], ARGV[2], ARGV[3])
 end
 redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
-redis.call('HINCRBY', KEYS[5], ARGV[1], 1)
-redis.call('EXPIRE', KEYS[5], 172800)
-if slot == 0 then redis.call('HSET', epoch_key, 'first_seq', fmt(n)) end
+-- The day's counts live two days from the day's last new user: the key is created by a
+-- user's first draw of the day, so it always has its TTL.
+if redis.call('HINCRBY', KEYS[5], ARGV[1], 1) == 1 then redis.call('EXPIRE', KEYS[5], 172800) end
+if slot == 0 then redis.call('HSET', ARGV[9] .. 'epoch:' .. fmt(epoch), 'first_seq', fmt(n)) end
 -- The epoch's last slot: its seed may be published from now on, and its deck is no longer
 -- needed (no draw can reach it again: seqs only grow).
 if slot == size - 1 then
-  redis.call('HSET', epoch_key, 'revealed_at_ms', ARGV[2])
+  redis.call('HSET', ARGV[9] .. 'epoch:' .. fmt(epoch), 'revealed_at_ms', ARGV[2])
   redis.call('DEL', deck_key)
 end
-local out = {'ok'}
-for i = 1, #rec do out[#out + 1] = rec[i] end
-return out
+return rec
 )lua";
 
 // Ends the current chain of epochs at `boundary` (the next seq): epochs already started get

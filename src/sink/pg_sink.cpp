@@ -2,14 +2,18 @@
 // reads and save_* on a small bounded pool, migrations under an advisory lock.
 //
 // Durability, in short:
-// - A batch is one INSERT … SELECT FROM unnest(arrays) ON CONFLICT (draw_id) DO
-//   NOTHING, sent outside any BEGIN: the statement is its own transaction, and its
-//   result arrives only after that transaction committed. Every session forces
-//   synchronous_commit = on, so a committed batch is flushed to the server's WAL
-//   before the result is sent; only then do its acks fire with true.
+// - A batch is one INSERT … SELECT FROM unnest(arrays), sent outside any BEGIN: the
+//   statement is its own transaction, and its result arrives only after that
+//   transaction committed. Every session forces synchronous_commit = on, so a
+//   committed batch is flushed to the server's WAL before the result is sent; only
+//   then do its acks fire with true.
 // - A failure leaves it unknown whether the COMMIT happened (the connection may
 //   drop after it). The retry is safe anyway: rows already stored are skipped by
-//   ON CONFLICT (draw_id) DO NOTHING, so a row is stored exactly once.
+//   ON CONFLICT (draw_id) DO NOTHING, so a row is stored exactly once. That clause
+//   costs the server a speculative insertion per row (an extra probe of the primary
+//   key and an extra WAL record), so a batch goes first without it: a row stored
+//   already (a retry, a redelivered stream entry) then fails the whole statement
+//   with unique_violation, which rolls it back, and the batch goes again with it.
 // - Rows are inserted in append order; nothing here reorders or holds rows back
 //   (the clustered store assigns seqs, the stream delivers them).
 #include "fairdraw/sink/pg_sink.hpp"
@@ -375,11 +379,17 @@ class PgConn {
   "prize_name, won, drawn_at_ms"
 
 // One statement for any batch size: twelve arrays, zipped by unnest, in append order.
+// kInsertDraws fails on a draw stored already; kInsertNewDraws skips it.
 constexpr const char* kInsertDraws =
+    "INSERT INTO draws (" FD_DRAW_COLUMNS
+    ") SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],"
+    " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::bigint[])";
+constexpr const char* kInsertNewDraws =
     "INSERT INTO draws (" FD_DRAW_COLUMNS
     ") SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],"
     " $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::bigint[])"
     " ON CONFLICT (draw_id) DO NOTHING";
+constexpr std::string_view kUniqueViolation = "23505";
 constexpr const char* kMaxSeq = "SELECT MAX(seq) FROM draws WHERE activity_id = $1";
 constexpr const char* kFindDraw = "SELECT " FD_DRAW_COLUMNS " FROM draws WHERE draw_id = $1";
 constexpr const char* kFindByKey =
@@ -758,7 +768,8 @@ struct PgSink::Impl {
     }
   }
 
-  Reply insert(const std::vector<Item>& batch, const std::vector<std::size_t>& rows) {
+  Reply insert(const std::vector<Item>& batch, const std::vector<std::size_t>& rows,
+               bool skip_stored = true) {
     ArrayBuilder ids, activities, seqs, epochs, slots, users, keys, candidates, prizes, names,
         wons, times;
     for (std::size_t i : rows) {
@@ -776,7 +787,7 @@ struct PgSink::Impl {
       wons.add_bool(r.won);
       times.add_int(r.drawn_at_ms);
     }
-    return writer->exec(kInsertDraws,
+    return writer->exec(skip_stored ? kInsertNewDraws : kInsertDraws,
                         {ids.finish(), activities.finish(), seqs.finish(), epochs.finish(),
                          slots.finish(), users.finish(), keys.finish(), candidates.finish(),
                          prizes.finish(), names.finish(), wons.finish(), times.finish()});
@@ -792,7 +803,8 @@ struct PgSink::Impl {
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (state[i] == RowState::pending) rows.push_back(i);
     }
-    Reply whole = insert(batch, rows);
+    Reply whole = insert(batch, rows, false);
+    if (!whole.ok() && whole.sqlstate == kUniqueViolation) whole = insert(batch, rows);
     if (whole.ok()) {
       for (std::size_t i : rows) state[i] = RowState::stored;
       return true;

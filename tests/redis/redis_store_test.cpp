@@ -204,6 +204,65 @@ TEST_F(RedisStoreTest, SameKeyReplaysAndDifferentBodyIsRefused) {
   EXPECT_LE(ttl->integer, RedisStoreOptions{}.idempotency_ttl_ms);
 }
 
+// Results stored before the result became one MessagePack string were a hash of the fields:
+// a retry within their TTL still replays them (and still refuses another user).
+TEST_F(RedisStoreTest, ResultStoredAsAHashByAnEarlierVersionStillReplays) {
+  ASSERT_TRUE(store_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
+  ASSERT_TRUE(run({"HSET", "fd:{a}:idem:old", "draw_id", "01OLDDRAW0000000000000000A", "user_id",
+                   "alice", "seq", "41", "epoch", "0", "slot", "41", "drawn_at_ms",
+                   std::to_string(kStart - 5), "candidate_id", "p0", "prize_id", "p0",
+                   "prize_name", "Prize 0", "won", "1"})
+                  .ok());
+  ASSERT_EQ(run({"PEXPIRE", "fd:{a}:idem:old", "60000"})->integer, 1);
+  auto replay = draw("alice", "old");
+  ASSERT_TRUE(replay.ok()) << replay.error().detail;
+  EXPECT_TRUE(replay->replayed);
+  EXPECT_EQ(replay->record.draw_id, "01OLDDRAW0000000000000000A");
+  EXPECT_EQ(replay->record.seq, 41);
+  EXPECT_EQ(replay->record.drawn_at_ms, kStart - 5);
+  EXPECT_TRUE(replay->record.won);
+  EXPECT_EQ(replay->record.prize_name, "Prize 0");
+  auto other = draw("bob", "old");
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().kind, ErrorKind::idempotency_key_reused);
+  EXPECT_EQ(run({"XLEN", "fd:{a}:stream"})->integer, 0);
+  EXPECT_EQ(run({"GET", "fd:{a}:seq"})->type, RedisReply::Type::nil);
+  // A new key's result is one string (with its TTL), and replays the same.
+  auto fresh = draw("carol", "new");
+  ASSERT_TRUE(fresh.ok()) << fresh.error().detail;
+  EXPECT_EQ(run({"TYPE", "fd:{a}:idem:new"})->str, "string");
+  auto again = draw("carol", "new");
+  ASSERT_TRUE(again.ok()) << again.error().detail;
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(again->record.draw_id, fresh->record.draw_id);
+  EXPECT_EQ(again->record.seq, fresh->record.seq);
+  EXPECT_EQ(again->record.drawn_at_ms, fresh->record.drawn_at_ms);
+  EXPECT_EQ(again->record.won, fresh->record.won);
+  EXPECT_EQ(again->record.candidate_id, fresh->record.candidate_id);
+  EXPECT_EQ(again->record.prize_id, fresh->record.prize_id);
+}
+
+// The per-day counts get their TTL when a user first draws that day; later draws of the
+// same user leave it (and the count goes on).
+TEST_F(RedisStoreTest, DayCountsExpireAfterTwoDays) {
+  ASSERT_TRUE(store_->put_activity("a", make_config({{1, 100}}, 1), kStart).ok());
+  ASSERT_TRUE(draw("alice", "k1").ok());
+  const std::string day_key = "fd:{a}:day:" + std::to_string(kStart / 86'400'000);
+  const auto ttl = run({"TTL", day_key});
+  ASSERT_TRUE(ttl.ok());
+  EXPECT_GT(ttl->integer, 172'000);
+  EXPECT_LE(ttl->integer, 172'800);
+  ASSERT_EQ(run({"EXPIRE", day_key, "1000"})->integer, 1);
+  ASSERT_TRUE(draw("alice", "k2").ok());
+  const auto kept = run({"TTL", day_key});
+  ASSERT_TRUE(kept.ok());
+  EXPECT_GT(kept->integer, 900);
+  EXPECT_LE(kept->integer, 1000);
+  EXPECT_EQ(run({"HGET", day_key, "alice"})->str, "2");
+  ASSERT_TRUE(draw("bob", "k3").ok());
+  EXPECT_GT(run({"TTL", day_key})->integer, 172'000);
+}
+
 TEST_F(RedisStoreTest, ReplayStillWorksAfterTheActivityEnded) {
   ASSERT_TRUE(store_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
   auto first = draw("alice", "k1");
