@@ -25,6 +25,7 @@
 #include <array>
 #include <cassert>
 #include <map>
+#include <system_error>
 #include <thread>
 
 #include "fairdraw/engine/deck.hpp"
@@ -664,19 +665,66 @@ Status DrawEngine::recover() {
   return ok_status();
 }
 
+// The activity's live idempotency keys (draws younger than the TTL), the last
+// `idempotency_capacity` of them by seq; any left out are looked up in the
+// sink on a miss until they expire.
+Result<LiveDraws> DrawEngine::restore_live_keys(const std::string& activity_id,
+                                                std::int64_t now_ms) {
+  auto live = sink_.load_live_draws(
+      activity_id, now_ms - options_.idempotency_ttl_ms, options_.idempotency_capacity,
+      [this](const DrawRecord& record) {
+        idempotency_.restore(record, draw_fingerprint(record.activity_id, record.user_id));
+      });
+  if (live.ok() && live->newest_left_out_ms) idempotency_.note_left_out(*live->newest_left_out_ms);
+  return live;
+}
+
 Status DrawEngine::recover_activity(const StoredActivity& stored) {
   auto decoded = options_.decode_config(stored.config_json);
   if (!decoded.ok()) return decoded.error();
   auto config = std::make_shared<const ActivityConfig>(std::move(decoded.value()));
-  auto totals = sink_.load_totals(stored.id);
-  if (!totals.ok()) return totals.error();
-  auto epochs = sink_.load_epochs(stored.id);
-  if (!epochs.ok()) return epochs.error();
   const std::int64_t now = clock_.now_ms();
+  TimeZone tz = TimeZone::utc();
+  if (auto loaded = TimeZone::load(config->time_zone, options_.zoneinfo_dir); loaded.ok()) {
+    tz = std::move(loaded.value());
+  }
+  const std::int64_t today = tz.local_day(now);
 
   auto act = std::make_shared<Activity>();
   act->id = stored.id;
   act->created_at_ms = stored.created_at_ms;
+
+  // The live keys are read on a thread of their own while this one counts the
+  // draws per user: the two share nothing but the sink (whose reads may run
+  // at once), and the idempotency table and quota book take concurrent writers.
+  Result<LiveDraws> live = LiveDraws{};
+  auto load_live = [&]() noexcept {
+    try {
+      live = restore_live_keys(stored.id, now);
+    } catch (...) {
+      live = make_error(ErrorKind::internal, "restoring idempotency keys: unexpected failure");
+    }
+  };
+  std::jthread live_loader;
+  try {
+    live_loader = std::jthread(load_live);
+  } catch (const std::system_error&) {
+    load_live();  // no thread to be had: one after the other
+  }
+  // Every recorded draw counts towards its user's total, those since the start
+  // of the activity's current local day towards today's count as well.
+  auto totals = sink_.load_totals(
+      stored.id, tz.day_start_ms(today),
+      [&quotas = act->quotas, today](std::string_view user, std::int64_t draws,
+                                     std::int64_t draws_today) {
+        quotas.restore_add(user, draws, today, draws_today);
+      });
+  if (live_loader.joinable()) live_loader.join();
+  if (!totals.ok()) return totals.error();
+  if (!live.ok()) return live.error();
+  auto epochs = sink_.load_epochs(stored.id);
+  if (!epochs.ok()) return epochs.error();
+
   act->durable_next_seq.store(totals->next_seq);
   std::lock_guard lock(act->mutex);
   act->epochs = std::move(epochs.value());
@@ -692,38 +740,6 @@ Status DrawEngine::recover_activity(const StoredActivity& stored) {
     }
   }
   for (const auto& [prize_id, wins] : totals->wins_by_prize) act->wins_for(prize_id)->store(wins);
-
-  TimeZone tz = TimeZone::utc();
-  if (auto loaded = TimeZone::load(config->time_zone, options_.zoneinfo_dir); loaded.ok()) {
-    tz = std::move(loaded.value());
-  }
-  const std::int64_t today = tz.local_day(now);
-  auto today_counts = sink_.user_counts_since(stored.id, tz.day_start_ms(today));
-  if (!today_counts.ok()) return today_counts.error();
-  // One lookup per user when today's counts come in the same user order as the
-  // totals (the SQLite sink gives both in order of each user's first draw);
-  // whatever does not line up is restored on its own afterwards.
-  act->quotas.reserve(totals->draws_by_user.size());
-  const auto& day_counts = today_counts.value();
-  std::size_t next_day = 0;
-  for (const auto& [user, count] : totals->draws_by_user) {
-    if (next_day < day_counts.size() && day_counts[next_day].first == user) {
-      act->quotas.restore(user, count, today, day_counts[next_day].second);
-      ++next_day;
-    } else {
-      act->quotas.restore_total(user, count);
-    }
-  }
-  for (; next_day < day_counts.size(); ++next_day) {
-    act->quotas.restore_day(day_counts[next_day].first, today, day_counts[next_day].second);
-  }
-
-  auto live = sink_.draws_since(stored.id, now - options_.idempotency_ttl_ms,
-                                options_.idempotency_capacity);
-  if (!live.ok()) return live.error();
-  for (const DrawRecord& record : live.value()) {
-    idempotency_.restore(record, draw_fingerprint(record.activity_id, record.user_id));
-  }
 
   const std::int64_t next_seq = totals->next_seq;
   auto same_deck_as_config = [&](const EpochRecord& rec) {

@@ -453,6 +453,11 @@ void IdempotencyTable::restore(const DrawRecord& record, std::uint64_t fingerpri
   delete_entry(entry);
 }
 
+void IdempotencyTable::note_left_out(std::int64_t created_ms) {
+  std::lock_guard lock(ring_mutex_);
+  note_evicted_early_locked(created_ms);
+}
+
 std::size_t IdempotencyTable::expire(std::int64_t now_ms) {
   std::lock_guard lock(ring_mutex_);
   return expire_locked(now_ms);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <future>
@@ -363,6 +364,104 @@ TEST_F(DrawEngineTest, RecoveryContinuesSequenceStockQuotasEpochAndKeys) {
   EXPECT_EQ(next->record.epoch, 0);
   EXPECT_EQ(next->record.slot, 30);
   EXPECT_EQ(engine_->fairness("a").value()[0].record.commitment, commitment);
+}
+
+// A restart over a record large enough to be read in two halves and larger than
+// the idempotency ring: every recorded key still replays its draw (restored, or
+// looked up in the file), quotas in all and per day hold exactly, and seq and
+// stock go on where they were.
+TEST_F(DrawEngineTest, RecoveryOfALargeRecordKeepsEveryKeyAndQuota) {
+  auto config = make_config({{1, 1'000'000}}, 199'999);  // W = 200,000
+  config.max_draws_per_user = 3;
+  config.max_draws_per_user_per_day = 1;
+  ASSERT_TRUE(engine_->put_activity("a", config, kStart).ok());
+  auto first = draw("u0", "key-0");  // seq 0 through the engine: epoch 0 starts
+  ASSERT_TRUE(first.ok()) << first.error().detail;
+  close();
+
+  // Seqs 1.. straight into the file. User k draws at seqs k, k + 50,000 and
+  // k + 100,000: the first half of the seqs yesterday (UTC), the rest today.
+  constexpr std::int64_t kRows = 140'000;
+  constexpr std::int64_t kUsers = 50'000;
+  constexpr std::int64_t kDay = 86'400'000;
+  const std::int64_t today_start = kStart - kStart % kDay;
+  std::vector<DrawRecord> rows{first->record};
+  {
+    SqliteSinkOptions sink_options;
+    sink_options.path = dir_ + "/fd.db";
+    sink_options.synchronous = SqliteSinkOptions::Synchronous::normal;
+    sink_options.max_queue = kRows;  // all queued at once, then flushed
+    auto sink = SqliteSink::open(sink_options);
+    ASSERT_TRUE(sink.ok()) << sink.error().detail;
+    std::atomic<std::int64_t> durable{0};
+    for (std::int64_t s = 1; s < kRows; ++s) {
+      DrawRecord r;
+      r.draw_id = "draw-" + std::to_string(s);
+      r.activity_id = "a";
+      r.seq = s;
+      r.slot = s;
+      r.user_id = "u" + std::to_string(s % kUsers);
+      r.idempotency_key = "key-" + std::to_string(s);
+      r.drawn_at_ms = s < kRows / 2 ? today_start - 3'600'000 + s / 100 : today_start + s / 100;
+      if (s % 1000 == 0) {
+        r.candidate_id = "p0";
+        r.prize_id = "p0";
+        r.prize_name = "Prize 0";
+        r.won = true;
+      }
+      rows.push_back(r);
+      sink.value()->append(std::move(r), [&durable](bool ok) { durable += ok ? 1 : 0; });
+    }
+    sink.value()->flush_and_stop();
+    ASSERT_EQ(durable.load(), kRows - 1);
+  }
+
+  DrawEngineOptions options;
+  options.idempotency_capacity = 1000;  // most live keys are left to the file
+  open(options);
+  auto view = engine_->get_activity("a", clock_.now_ms());
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->draws, kRows);
+  EXPECT_EQ(view->prizes[0].remaining, 1'000'000 - 139 - (first->record.won ? 1 : 0));
+
+  // Every key replays its own draw, whether it is in the ring (the last 1000
+  // seqs) or only in the file; with another user it is a reused key.
+  for (const std::int64_t s : {0L, 1L, 12'345L, 69'999L, 70'000L, 139'000L, kRows - 1}) {
+    const DrawRecord& original = rows[static_cast<std::size_t>(s)];
+    auto replay = draw(original.user_id, original.idempotency_key);
+    ASSERT_TRUE(replay.ok()) << s << ": " << replay.error().detail;
+    EXPECT_TRUE(replay->replayed) << s;
+    EXPECT_EQ(replay->record.draw_id, original.draw_id) << s;
+    EXPECT_EQ(replay->record.seq, s);
+    EXPECT_EQ(replay->record.won, original.won) << s;
+    EXPECT_EQ(replay->record.prize_id, original.prize_id) << s;
+    auto reused = draw("someone-else", original.idempotency_key);
+    ASSERT_FALSE(reused.ok()) << s;
+    EXPECT_EQ(reused.error().kind, ErrorKind::idempotency_key_reused) << s;
+  }
+
+  // u5: 3 draws in all. u45000: 2 in all, 1 today (the daily limit). u25000: 3,
+  // 2 of them today (more than today's limit: the file is what it is).
+  auto refused = [&](const std::string& user, const std::string& key) {
+    auto r = draw(user, key);
+    return !r.ok() && r.error().kind == ErrorKind::quota_exhausted;
+  };
+  EXPECT_TRUE(refused("u5", "new-1"));
+  EXPECT_TRUE(refused("u45000", "new-2"));
+  EXPECT_TRUE(refused("u25000", "new-3"));
+  auto fresh = draw("fresh", "new-4");
+  ASSERT_TRUE(fresh.ok()) << fresh.error().detail;
+  EXPECT_EQ(fresh->record.seq, kRows);
+  EXPECT_EQ(fresh->record.epoch, 0);
+
+  // The next day: u45000 has one draw left in all, the others none.
+  clock_.advance(kDay);
+  auto next_day = draw("u45000", "new-5");
+  ASSERT_TRUE(next_day.ok()) << next_day.error().detail;
+  EXPECT_EQ(next_day->record.seq, kRows + 1);
+  EXPECT_TRUE(refused("u45000", "new-6"));
+  EXPECT_TRUE(refused("u5", "new-7"));
+  EXPECT_TRUE(refused("u25000", "new-8"));
 }
 
 TEST_F(DrawEngineTest, TokensAreRequiredWhenConfigured) {

@@ -64,7 +64,14 @@ class GatedSink final : public Sink {
   Result<std::vector<EpochRecord>> load_epochs(std::string_view a) override {
     return inner_.load_epochs(a);
   }
-  Result<ActivityTotals> load_totals(std::string_view a) override { return inner_.load_totals(a); }
+  Result<ActivityTotals> load_totals(std::string_view a, std::int64_t s,
+                                     const AddUserCounts& add) override {
+    return inner_.load_totals(a, s, add);
+  }
+  Result<LiveDraws> load_live_draws(std::string_view a, std::int64_t s, std::size_t n,
+                                    const OnDraw& on_draw) override {
+    return inner_.load_live_draws(a, s, n, on_draw);
+  }
 
  private:
   Sink& inner_;

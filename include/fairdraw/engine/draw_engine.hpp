@@ -83,6 +83,7 @@ class DrawEngine final : public Store {
                                         std::shared_ptr<EpochChain> chain, std::int64_t base_seq,
                                         bool ended);
   Status recover_activity(const StoredActivity& stored);
+  Result<LiveDraws> restore_live_keys(const std::string& activity_id, std::int64_t now_ms);
   ActivityView view_of(const Activity& act, std::int64_t now_ms) const;
 
   DrawEngineOptions options_;

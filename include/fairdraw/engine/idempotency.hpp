@@ -82,6 +82,9 @@ class IdempotencyTable {
   void release(IdemEntry* entry);
   // Recovery: a Done entry from the durable record.
   void restore(const DrawRecord& record, std::uint64_t fingerprint);
+  // Recovery: live keys up to created_ms exist in the durable record but were
+  // not restored; until they expire a miss must look there (maybe_evicted()).
+  void note_left_out(std::int64_t created_ms);
 
   // Drops entries older than the TTL, oldest first; returns how many.
   std::size_t expire(std::int64_t now_ms);
