@@ -380,7 +380,9 @@ TEST_F(DrawEngineTest, RecoveryOfALargeRecordKeepsEveryKeyAndQuota) {
   close();
 
   // Seqs 1.. straight into the file. User k draws at seqs k, k + 50,000 and
-  // k + 100,000: the first half of the seqs yesterday (UTC), the rest today.
+  // k + 100,000: the first half of the seqs yesterday (UTC), the rest today,
+  // but the last 10 two days ago (a clock set back): they are past the TTL, so
+  // the ring is not full after recovery and nothing gets evicted by a claim.
   constexpr std::int64_t kRows = 140'000;
   constexpr std::int64_t kUsers = 50'000;
   constexpr std::int64_t kDay = 86'400'000;
@@ -403,6 +405,7 @@ TEST_F(DrawEngineTest, RecoveryOfALargeRecordKeepsEveryKeyAndQuota) {
       r.user_id = "u" + std::to_string(s % kUsers);
       r.idempotency_key = "key-" + std::to_string(s);
       r.drawn_at_ms = s < kRows / 2 ? today_start - 3'600'000 + s / 100 : today_start + s / 100;
+      if (s >= kRows - 10) r.drawn_at_ms = today_start - 2 * kDay;
       if (s % 1000 == 0) {
         r.candidate_id = "p0";
         r.prize_id = "p0";
@@ -424,9 +427,9 @@ TEST_F(DrawEngineTest, RecoveryOfALargeRecordKeepsEveryKeyAndQuota) {
   EXPECT_EQ(view->draws, kRows);
   EXPECT_EQ(view->prizes[0].remaining, 1'000'000 - 139 - (first->record.won ? 1 : 0));
 
-  // Every key replays its own draw, whether it is in the ring (the last 1000
-  // seqs) or only in the file; with another user it is a reused key.
-  for (const std::int64_t s : {0L, 1L, 12'345L, 69'999L, 70'000L, 139'000L, kRows - 1}) {
+  // Every live key replays its own draw, whether it is in the ring (the last
+  // 1000 seqs) or only in the file; with another user it is a reused key.
+  for (const std::int64_t s : {0L, 1L, 12'345L, 69'999L, 70'000L, 139'000L, kRows - 11}) {
     const DrawRecord& original = rows[static_cast<std::size_t>(s)];
     auto replay = draw(original.user_id, original.idempotency_key);
     ASSERT_TRUE(replay.ok()) << s << ": " << replay.error().detail;
