@@ -256,11 +256,15 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
     if (!found.ok()) return refuse(found.error());
     if (found.value()) {
       const DrawRecord& earlier = *found.value();
-      if (draw_fingerprint(earlier.activity_id, earlier.user_id) != fingerprint) {
-        return refuse(make_error(ErrorKind::idempotency_key_reused,
-                                 "this Idempotency-Key was used with a different request body"));
+      const std::uint64_t owner = draw_fingerprint(earlier.activity_id, earlier.user_id);
+      // The entry becomes the recorded draw whoever asked: released instead, it
+      // would keep this request's fingerprint and refuse the key's owner.
+      idempotency_.complete_from_record(entry, earlier, owner);
+      if (owner != fingerprint) {
+        if (token_taken) tokens_->give_back(command.idempotency_key, now + options_.token_ttl_ms);
+        return done(make_error(ErrorKind::idempotency_key_reused,
+                               "this Idempotency-Key was used with a different request body"));
       }
-      idempotency_.complete(entry, earlier);
       return done(DrawOutcome{earlier, true});
     }
   }

@@ -422,6 +422,15 @@ void IdempotencyTable::complete(IdemEntry* entry, const DrawRecord& result) {
   entry->state.store(IdemState::done, std::memory_order_release);
 }
 
+void IdempotencyTable::complete_from_record(IdemEntry* entry, const DrawRecord& record,
+                                            std::uint64_t fingerprint) {
+  store_outcome(*entry, record);
+  // classify() reads the fingerprint under the shard's mutex, whatever the state.
+  std::lock_guard lock(shard_for(hash_of(*entry)).mutex);
+  entry->fingerprint = fingerprint;
+  entry->state.store(IdemState::done, std::memory_order_release);
+}
+
 void IdempotencyTable::release(IdemEntry* entry) {
   IdemState expected = IdemState::drawing;
   entry->state.compare_exchange_strong(expected, IdemState::idle, std::memory_order_release,

@@ -428,9 +428,15 @@ TEST_F(DrawEngineTest, RecoveryOfALargeRecordKeepsEveryKeyAndQuota) {
   EXPECT_EQ(view->prizes[0].remaining, 1'000'000 - 139 - (first->record.won ? 1 : 0));
 
   // Every live key replays its own draw, whether it is in the ring (the last
-  // 1000 seqs) or only in the file; with another user it is a reused key.
+  // 1000 seqs) or only in the file; with another user it is a reused key, and
+  // trying that first leaves the key to its owner.
   for (const std::int64_t s : {0L, 1L, 12'345L, 69'999L, 70'000L, 139'000L, kRows - 11}) {
     const DrawRecord& original = rows[static_cast<std::size_t>(s)];
+    if (s % 2 == 1) {
+      auto first_try = draw("someone-else", original.idempotency_key);
+      ASSERT_FALSE(first_try.ok()) << s;
+      EXPECT_EQ(first_try.error().kind, ErrorKind::idempotency_key_reused) << s;
+    }
     auto replay = draw(original.user_id, original.idempotency_key);
     ASSERT_TRUE(replay.ok()) << s << ": " << replay.error().detail;
     EXPECT_TRUE(replay->replayed) << s;

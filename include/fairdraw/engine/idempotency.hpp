@@ -78,6 +78,11 @@ class IdempotencyTable {
               std::int64_t now_ms, std::size_t outcome_reserve = 0);
   // Drawing -> Done with the outcome (the entry keeps it until it expires).
   void complete(IdemEntry* entry, const DrawRecord& result);
+  // Drawing -> Done with a draw found in the durable record (a key evicted or
+  // left out of the ring), whose fingerprint the entry takes: the key stays its
+  // owner's even if the claimant's body differed.
+  void complete_from_record(IdemEntry* entry, const DrawRecord& record,
+                            std::uint64_t fingerprint);
   // Drawing -> Idle: the draw was refused (nothing recorded); the key may be retried.
   void release(IdemEntry* entry);
   // Recovery: a Done entry from the durable record.
