@@ -1292,12 +1292,13 @@ Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id, std
       return count_totals(c, *stmt, since_ms, add, parts[i]);
     });
   };
-  // The second range on a thread of its own, with its own read connection.
+  // The second range on a thread of its own, with its own read connection
+  // (a jthread: joined on every way out of this function).
   Status second = ok_status();
-  std::thread helper;
+  std::jthread helper;
   if (ranges.size() > 1) {
     try {
-      helper = std::thread([&] {
+      helper = std::jthread([&] {
         try {
           second = scan(1);
         } catch (...) {
