@@ -220,6 +220,9 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
   bool token_taken = false;
   if (options_.require_token) token_taken = tokens_->consume(command.idempotency_key, now);
 
+  // Before the claim (see IdempotencyTable::set_restoring): while the live keys
+  // are still being restored, a miss is checked against the durable record.
+  const bool restoring = idempotency_.restoring();
   const std::uint64_t fingerprint = draw_fingerprint(command.activity_id, command.user_id);
   auto claim = idempotency_.claim(command.activity_id, command.idempotency_key, fingerprint, now,
                                   IdempotencyTable::outcome_reserve_for(command.user_id));
@@ -249,9 +252,9 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
     return refuse(make_error(ErrorKind::invalid_token,
                              "the Idempotency-Key is not a live token issued by POST /tokens"));
   }
-  // The in-memory ring dropped keys before their TTL: this key may have been
-  // one of them, so the durable record decides.
-  if (idempotency_.maybe_evicted(now)) {
+  // The in-memory ring dropped keys before their TTL (or has not got them all
+  // back yet): this key may have been one of them, so the durable record decides.
+  if (restoring || idempotency_.maybe_evicted(now)) {
     auto found = sink_.find_by_idempotency_key(command.activity_id, command.idempotency_key);
     if (!found.ok()) return refuse(found.error());
     if (found.value()) {
@@ -666,6 +669,32 @@ Status DrawEngine::recover() {
                         "activity '" + activity.id + "': " + recovered.error().detail);
     }
   }
+  // Sequence, stock and quotas are exact now. The live idempotency keys are
+  // restored after recover() returns, so serving need not wait for them: until
+  // they are all back a miss is checked against the record (set_restoring),
+  // which answers as the restored entry would.
+  std::vector<std::string> ids;
+  ids.reserve(stored->size());
+  for (const StoredActivity& activity : stored.value()) ids.push_back(activity.id);
+  const std::int64_t now = clock_.now_ms();
+  idempotency_.set_restoring(true);
+  auto restore_all = [this, ids = std::move(ids), now]() noexcept {
+    for (const std::string& id : ids) {
+      bool restored = false;
+      try {
+        restored = restore_live_keys(id, now).ok();
+      } catch (...) {
+      }
+      // Some of its keys may be missing: the record stays the judge for a TTL.
+      if (!restored) idempotency_.note_left_out(now);
+    }
+    idempotency_.set_restoring(false);
+  };
+  try {
+    live_keys_restore_ = std::jthread(std::move(restore_all));
+  } catch (const std::system_error&) {
+    restore_all();  // no thread to be had: before serving, then
+  }
   return ok_status();
 }
 
@@ -698,23 +727,6 @@ Status DrawEngine::recover_activity(const StoredActivity& stored) {
   act->id = stored.id;
   act->created_at_ms = stored.created_at_ms;
 
-  // The live keys are read on a thread of their own while this one counts the
-  // draws per user: the two share nothing but the sink (whose reads may run
-  // at once), and the idempotency table and quota book take concurrent writers.
-  Result<LiveDraws> live = LiveDraws{};
-  auto load_live = [&]() noexcept {
-    try {
-      live = restore_live_keys(stored.id, now);
-    } catch (...) {
-      live = make_error(ErrorKind::internal, "restoring idempotency keys: unexpected failure");
-    }
-  };
-  std::jthread live_loader;
-  try {
-    live_loader = std::jthread(load_live);
-  } catch (const std::system_error&) {
-    load_live();  // no thread to be had: one after the other
-  }
   // Every recorded draw counts towards its user's total, those since the start
   // of the activity's current local day towards today's count as well.
   auto totals = sink_.load_totals(
@@ -723,9 +735,7 @@ Status DrawEngine::recover_activity(const StoredActivity& stored) {
                                      std::int64_t draws_today) {
         quotas.restore_add(user, draws, today, draws_today);
       });
-  if (live_loader.joinable()) live_loader.join();
   if (!totals.ok()) return totals.error();
-  if (!live.ok()) return live.error();
   auto epochs = sink_.load_epochs(stored.id);
   if (!epochs.ok()) return epochs.error();
 

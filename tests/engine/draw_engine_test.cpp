@@ -46,13 +46,14 @@ class DrawEngineTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void open(DrawEngineOptions options = {}) {
+  void open(DrawEngineOptions options = {}, bool hold_live_keys = false) {
     SqliteSinkOptions sink_options;
     sink_options.path = dir_ + "/fd.db";
     auto sink = SqliteSink::open(sink_options);
     ASSERT_TRUE(sink.ok()) << sink.error().detail;
     sink_ = std::move(sink.value());
     gate_ = std::make_unique<test::GatedSink>(*sink_);
+    if (hold_live_keys) gate_->hold_live_draws();
     options.encode_config = [](const ActivityConfig& a) { return app::activity_config_json(a).dump(); };
     options.decode_config = [](const std::string& s) {
       return app::parse_activity(nlohmann::json::parse(s));
@@ -65,6 +66,7 @@ class DrawEngineTest : public ::testing::Test {
     ASSERT_TRUE(recovered.ok()) << recovered.error().detail;
   }
   void close() {
+    if (gate_) gate_->release_live_draws();  // the engine joins its restore
     engine_.reset();
     if (gate_) gate_->flush_and_stop();
     gate_.reset();
@@ -471,6 +473,55 @@ TEST_F(DrawEngineTest, RecoveryOfALargeRecordKeepsEveryKeyAndQuota) {
   EXPECT_TRUE(refused("u45000", "new-6"));
   EXPECT_TRUE(refused("u5", "new-7"));
   EXPECT_TRUE(refused("u25000", "new-8"));
+}
+
+// The live keys come back after recover() returns. Meanwhile every key is
+// answered from the record: replays replay, a foreign body is refused and leaves
+// the key to its owner, a new key draws; once they are back, nothing changed.
+TEST_F(DrawEngineTest, LiveKeysComeBackAfterRecoveryAndReplayMeanwhile) {
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
+  std::vector<DrawRecord> before;
+  for (int i = 0; i < 4; ++i) {
+    auto r = draw("user" + std::to_string(i), "k" + std::to_string(i));
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    before.push_back(r->record);
+  }
+  close();
+  open({}, /*hold_live_keys=*/true);
+  EXPECT_EQ(engine_->stats().idempotency_entries, 0U);
+
+  auto replay = draw("user0", "k0");
+  ASSERT_TRUE(replay.ok()) << replay.error().detail;
+  EXPECT_TRUE(replay->replayed);
+  EXPECT_EQ(replay->record.draw_id, before[0].draw_id);
+  auto foreign = draw("eve", "k1");
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.error().kind, ErrorKind::idempotency_key_reused);
+  auto owner = draw("user1", "k1");
+  ASSERT_TRUE(owner.ok()) << owner.error().detail;
+  EXPECT_TRUE(owner->replayed);
+  EXPECT_EQ(owner->record.draw_id, before[1].draw_id);
+  auto fresh = draw("user9", "k9");
+  ASSERT_TRUE(fresh.ok()) << fresh.error().detail;
+  EXPECT_FALSE(fresh->replayed);
+  EXPECT_EQ(fresh->record.seq, 4);
+
+  gate_->release_live_draws();
+  // k2 and k3 come back beside the three entries made meanwhile.
+  for (int i = 0; i < 500 && engine_->stats().idempotency_entries < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(engine_->stats().idempotency_entries, 5U);
+  for (int i = 0; i < 4; ++i) {
+    auto again = draw("user" + std::to_string(i), "k" + std::to_string(i));
+    ASSERT_TRUE(again.ok()) << i << ": " << again.error().detail;
+    EXPECT_TRUE(again->replayed) << i;
+    EXPECT_EQ(again->record.draw_id, before[static_cast<std::size_t>(i)].draw_id) << i;
+  }
+  auto fresh_again = draw("user9", "k9");
+  ASSERT_TRUE(fresh_again.ok());
+  EXPECT_TRUE(fresh_again->replayed);
+  EXPECT_EQ(fresh_again->record.seq, 4);
 }
 
 TEST_F(DrawEngineTest, TokensAreRequiredWhenConfigured) {

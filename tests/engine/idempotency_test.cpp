@@ -197,6 +197,30 @@ TEST(IdempotencyTest, NoteLeftOutSendsMissesToTheRecordUntilTheTtl) {
   EXPECT_EQ(table.evicted_early(), 0U);  // nothing was dropped from the ring
 }
 
+// A restore running while claims are served (set_restoring) leaves a key
+// claimed meanwhile to its claimant; unless that key is Done, later misses keep
+// looking in the record.
+TEST(IdempotencyTest, RestoreMeetsKeysClaimedMeanwhile) {
+  IdempotencyTable table(8, 1'000);
+  table.set_restoring(true);
+  EXPECT_TRUE(table.restoring());
+  auto done = table.claim("act", "done", 1, 100);
+  ASSERT_EQ(done.kind, Kind::claimed);
+  table.complete_from_record(done.entry, record("act", "done", 1, 50), 1);
+  table.restore(record("act", "done", 1, 50), 1);
+  EXPECT_FALSE(table.maybe_evicted(100));
+
+  auto released = table.claim("act", "released", 1, 100);
+  ASSERT_EQ(released.kind, Kind::claimed);
+  table.release(released.entry);  // the record could not be read: nothing known
+  table.restore(record("act", "released", 2, 60), 1);
+  table.set_restoring(false);
+  EXPECT_FALSE(table.restoring());
+  EXPECT_TRUE(table.maybe_evicted(1'059));
+  EXPECT_FALSE(table.maybe_evicted(1'060));
+  EXPECT_EQ(table.size(), 2U);
+}
+
 TEST(IdempotencyTest, RestoreIntoAFullRingEvictsTheOldest) {
   IdempotencyTable table(2, 1'000);
   for (int i = 0; i < 5; ++i) table.restore(record("act", "r" + std::to_string(i), i, 100 + i), 1);
