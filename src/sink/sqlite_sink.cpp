@@ -259,7 +259,7 @@ constexpr std::string_view kUserCountsSince =
 // user in SQLite sorted every draw in a temporary b-tree). When the activity
 // holds most of the file the table itself is read in rowid order (sequential
 // pages, no index lookup per row); otherwise its (activity_id, seq) index is
-// walked. Either way in two ranges read on two connections at once.
+// walked. Past 2 x 65,536 rows, in two ranges read on two connections at once.
 #define FD_TOTALS_COLUMNS "seq, epoch, user_id, drawn_at_ms, won, prize_id"
 constexpr std::string_view kMaxRowid = "SELECT MAX(rowid) FROM draws";
 constexpr std::string_view kTotalsByRowid =
@@ -369,11 +369,11 @@ Status count_totals(Connection& c, sqlite3_stmt* stmt, std::int64_t since_ms,
                     const Sink::AddUserCounts& add, TotalsPart& part) {
   // Consecutive rows mostly share their epoch: its lowest seq is kept in locals
   // and written to the map only when the epoch changes.
-  std::int64_t epoch = -1;
+  std::optional<std::int64_t> epoch;
   std::int64_t epoch_min = 0;
   auto flush_epoch = [&] {
-    if (epoch < 0) return;
-    auto [it, inserted] = part.first_seq_by_epoch.emplace(epoch, epoch_min);
+    if (!epoch) return;
+    auto [it, inserted] = part.first_seq_by_epoch.emplace(*epoch, epoch_min);
     if (!inserted) it->second = std::min(it->second, epoch_min);
   };
   auto ran = run_rows(c, stmt, "reading totals", [&](sqlite3_stmt* s) {
