@@ -691,7 +691,7 @@ Status DrawEngine::recover() {
     idempotency_.set_restoring(false);
   };
   try {
-    live_keys_restore_ = std::jthread(std::move(restore_all));
+    live_keys_restore_ = std::jthread(restore_all);  // a copy: still whole if this throws
   } catch (const std::system_error&) {
     restore_all();  // no thread to be had: before serving, then
   }
