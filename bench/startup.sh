@@ -7,6 +7,9 @@
 # keys, all drawn in the last DRAWS ms, one in ten a win), the shape a load of unique users leaves. Then
 # copies the file for each run (a start may migrate it or end epochs), starts BUILD_DIR/fairdraw
 # on the copy and prints the milliseconds until /readyz answers 200, and the RSS at that point.
+# After each measurement (outside the timing) it replays the first and the last recorded draw by
+# their Idempotency-Key and fails unless both come back as the recorded draw: a start that is
+# fast because it skipped something shows up here.
 set -euo pipefail
 build=${1:?build dir}
 draws=${2:-1000000}
@@ -78,6 +81,23 @@ db.close()
 PY
 fi
 
+# replay_check SEQ: POST /draw with the recorded key and user of SEQ; the answer must be a replay
+# of that very draw.
+replay_check() {
+  local row key user body
+  row=$(python3 -c 'import sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+print(*db.execute("SELECT idempotency_key, user_id, draw_id FROM draws WHERE activity_id = ? AND seq = ?", ("bench", int(sys.argv[2]))).fetchone())' "$base/fd.db" "$1")
+  read -r key user draw_id <<<"$row"
+  body=$(curl -s -D "$work/headers" -X POST "http://127.0.0.1:$port/draw" \
+    -H 'Content-Type: application/json' -H "Idempotency-Key: $key" \
+    -d "{\"activity_id\": \"bench\", \"user_id\": \"$user\"}")
+  if ! grep -qi '^Idempotent-Replayed: true' "$work/headers" || [[ "$body" != *"\"draw_id\":\"$draw_id\""* ]]; then
+    echo "seq $1 was not replayed: $body"
+    return 1
+  fi
+}
+
 for r in $(seq 1 "$runs"); do
   rm -f "$work"/fd.db*
   cp "$base/fd.db" "$work/fd.db"
@@ -93,5 +113,6 @@ for r in $(seq 1 "$runs"); do
   # also counts waiting for a core.
   cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$pid/stat")
   echo "run $r: ready after $(((t1 - t0) / 1000000)) ms, $cpu ms CPU, RSS $((rss / 1024)) MB ($draws draws)"
+  replay_check 0 && replay_check $((draws - 1)) || exit 1
   kill -TERM "$pid"; wait "$pid" || true; pid=
 done

@@ -25,6 +25,7 @@
 #include <array>
 #include <cassert>
 #include <map>
+#include <system_error>
 #include <thread>
 
 #include "fairdraw/engine/deck.hpp"
@@ -219,6 +220,9 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
   bool token_taken = false;
   if (options_.require_token) token_taken = tokens_->consume(command.idempotency_key, now);
 
+  // Before the claim (see IdempotencyTable::set_restoring): while the live keys
+  // are still being restored, a miss is checked against the durable record.
+  const bool restoring = idempotency_.restoring();
   const std::uint64_t fingerprint = draw_fingerprint(command.activity_id, command.user_id);
   auto claim = idempotency_.claim(command.activity_id, command.idempotency_key, fingerprint, now,
                                   IdempotencyTable::outcome_reserve_for(command.user_id));
@@ -248,18 +252,22 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
     return refuse(make_error(ErrorKind::invalid_token,
                              "the Idempotency-Key is not a live token issued by POST /tokens"));
   }
-  // The in-memory ring dropped keys before their TTL: this key may have been
-  // one of them, so the durable record decides.
-  if (idempotency_.maybe_evicted(now)) {
+  // The in-memory ring dropped keys before their TTL (or has not got them all
+  // back yet): this key may have been one of them, so the durable record decides.
+  if (restoring || idempotency_.maybe_evicted(now)) {
     auto found = sink_.find_by_idempotency_key(command.activity_id, command.idempotency_key);
     if (!found.ok()) return refuse(found.error());
     if (found.value()) {
       const DrawRecord& earlier = *found.value();
-      if (draw_fingerprint(earlier.activity_id, earlier.user_id) != fingerprint) {
-        return refuse(make_error(ErrorKind::idempotency_key_reused,
-                                 "this Idempotency-Key was used with a different request body"));
+      const std::uint64_t owner = draw_fingerprint(earlier.activity_id, earlier.user_id);
+      // The entry becomes the recorded draw whoever asked: released instead, it
+      // would keep this request's fingerprint and refuse the key's owner.
+      idempotency_.complete_from_record(entry, earlier, owner);
+      if (owner != fingerprint) {
+        if (token_taken) tokens_->give_back(command.idempotency_key, now + options_.token_ttl_ms);
+        return done(make_error(ErrorKind::idempotency_key_reused,
+                               "this Idempotency-Key was used with a different request body"));
       }
-      idempotency_.complete(entry, earlier);
       return done(DrawOutcome{earlier, true});
     }
   }
@@ -661,22 +669,76 @@ Status DrawEngine::recover() {
                         "activity '" + activity.id + "': " + recovered.error().detail);
     }
   }
+  // Sequence, stock and quotas are exact now. The live idempotency keys are
+  // restored after recover() returns, so serving need not wait for them: until
+  // they are all back a miss is checked against the record (set_restoring),
+  // which answers as the restored entry would.
+  std::vector<std::string> ids;
+  ids.reserve(stored->size());
+  for (const StoredActivity& activity : stored.value()) ids.push_back(activity.id);
+  const std::int64_t now = clock_.now_ms();
+  idempotency_.set_restoring(true);
+  auto restore_all = [this, ids = std::move(ids), now]() noexcept {
+    for (const std::string& id : ids) {
+      bool restored = false;
+      try {
+        restored = restore_live_keys(id, now).ok();
+      } catch (...) {
+      }
+      // Some of its keys may be missing: the record stays the judge for a TTL.
+      if (!restored) idempotency_.note_left_out(now);
+    }
+    idempotency_.set_restoring(false);
+  };
+  try {
+    live_keys_restore_ = std::jthread(restore_all);  // a copy: still whole if this throws
+  } catch (const std::system_error&) {
+    restore_all();  // no thread to be had: before serving, then
+  }
   return ok_status();
+}
+
+// The activity's live idempotency keys (draws younger than the TTL), the last
+// `idempotency_capacity` of them by seq; any left out are looked up in the
+// sink on a miss until they expire.
+Result<LiveDraws> DrawEngine::restore_live_keys(const std::string& activity_id,
+                                                std::int64_t now_ms) {
+  auto live = sink_.load_live_draws(
+      activity_id, now_ms - options_.idempotency_ttl_ms, options_.idempotency_capacity,
+      [this](const DrawRecord& record) {
+        idempotency_.restore(record, draw_fingerprint(record.activity_id, record.user_id));
+      });
+  if (live.ok() && live->newest_left_out_ms) idempotency_.note_left_out(*live->newest_left_out_ms);
+  return live;
 }
 
 Status DrawEngine::recover_activity(const StoredActivity& stored) {
   auto decoded = options_.decode_config(stored.config_json);
   if (!decoded.ok()) return decoded.error();
   auto config = std::make_shared<const ActivityConfig>(std::move(decoded.value()));
-  auto totals = sink_.load_totals(stored.id);
-  if (!totals.ok()) return totals.error();
-  auto epochs = sink_.load_epochs(stored.id);
-  if (!epochs.ok()) return epochs.error();
   const std::int64_t now = clock_.now_ms();
+  TimeZone tz = TimeZone::utc();
+  if (auto loaded = TimeZone::load(config->time_zone, options_.zoneinfo_dir); loaded.ok()) {
+    tz = std::move(loaded.value());
+  }
+  const std::int64_t today = tz.local_day(now);
 
   auto act = std::make_shared<Activity>();
   act->id = stored.id;
   act->created_at_ms = stored.created_at_ms;
+
+  // Every recorded draw counts towards its user's total, those since the start
+  // of the activity's current local day towards today's count as well.
+  auto totals = sink_.load_totals(
+      stored.id, tz.day_start_ms(today),
+      [&quotas = act->quotas, today](std::string_view user, std::int64_t draws,
+                                     std::int64_t draws_today) {
+        quotas.restore_add(user, draws, today, draws_today);
+      });
+  if (!totals.ok()) return totals.error();
+  auto epochs = sink_.load_epochs(stored.id);
+  if (!epochs.ok()) return epochs.error();
+
   act->durable_next_seq.store(totals->next_seq);
   std::lock_guard lock(act->mutex);
   act->epochs = std::move(epochs.value());
@@ -692,38 +754,6 @@ Status DrawEngine::recover_activity(const StoredActivity& stored) {
     }
   }
   for (const auto& [prize_id, wins] : totals->wins_by_prize) act->wins_for(prize_id)->store(wins);
-
-  TimeZone tz = TimeZone::utc();
-  if (auto loaded = TimeZone::load(config->time_zone, options_.zoneinfo_dir); loaded.ok()) {
-    tz = std::move(loaded.value());
-  }
-  const std::int64_t today = tz.local_day(now);
-  auto today_counts = sink_.user_counts_since(stored.id, tz.day_start_ms(today));
-  if (!today_counts.ok()) return today_counts.error();
-  // One lookup per user when today's counts come in the same user order as the
-  // totals (the SQLite sink gives both in order of each user's first draw);
-  // whatever does not line up is restored on its own afterwards.
-  act->quotas.reserve(totals->draws_by_user.size());
-  const auto& day_counts = today_counts.value();
-  std::size_t next_day = 0;
-  for (const auto& [user, count] : totals->draws_by_user) {
-    if (next_day < day_counts.size() && day_counts[next_day].first == user) {
-      act->quotas.restore(user, count, today, day_counts[next_day].second);
-      ++next_day;
-    } else {
-      act->quotas.restore_total(user, count);
-    }
-  }
-  for (; next_day < day_counts.size(); ++next_day) {
-    act->quotas.restore_day(day_counts[next_day].first, today, day_counts[next_day].second);
-  }
-
-  auto live = sink_.draws_since(stored.id, now - options_.idempotency_ttl_ms,
-                                options_.idempotency_capacity);
-  if (!live.ok()) return live.error();
-  for (const DrawRecord& record : live.value()) {
-    idempotency_.restore(record, draw_fingerprint(record.activity_id, record.user_id));
-  }
 
   const std::int64_t next_seq = totals->next_seq;
   auto same_deck_as_config = [&](const EpochRecord& rec) {

@@ -422,6 +422,15 @@ void IdempotencyTable::complete(IdemEntry* entry, const DrawRecord& result) {
   entry->state.store(IdemState::done, std::memory_order_release);
 }
 
+void IdempotencyTable::complete_from_record(IdemEntry* entry, const DrawRecord& record,
+                                            std::uint64_t fingerprint) {
+  store_outcome(*entry, record);
+  // classify() reads the fingerprint under the shard's mutex, whatever the state.
+  std::lock_guard lock(shard_for(hash_of(*entry)).mutex);
+  entry->fingerprint = fingerprint;
+  entry->state.store(IdemState::done, std::memory_order_release);
+}
+
 void IdempotencyTable::release(IdemEntry* entry) {
   IdemState expected = IdemState::drawing;
   entry->state.compare_exchange_strong(expected, IdemState::idle, std::memory_order_release,
@@ -432,19 +441,30 @@ void IdempotencyTable::restore(const DrawRecord& record, std::uint64_t fingerpri
   const std::uint64_t hash = hash_of(record.activity_id, record.idempotency_key);
   Shard& shard = shard_for(hash);
   IdemEntry* entry = nullptr;
+  bool claimed_unfinished = false;
   {
     std::lock_guard lock(shard.mutex);
-    if (shard.find(hash, record.activity_id, record.idempotency_key)) return;
-    // Sized exactly: the outcome is known, so it fits inline (unless over 64 KiB).
-    const std::size_t size = outcome_size(record, record.activity_id, record.idempotency_key,
-                                          record.drawn_at_ms);
-    entry = new_entry(record.activity_id, record.idempotency_key, fingerprint, record.drawn_at_ms,
-                      IdemState::done, size);
-    store_outcome(*entry, record);
-    shard.insert(hash, entry);
-    size_.fetch_add(1, std::memory_order_relaxed);
+    if (Shard::Slot* slot = shard.find(hash, record.activity_id, record.idempotency_key)) {
+      // Claimed while restoring. Done: its claimant found the record in the sink
+      // (complete_from_record). Otherwise it may yet be released unfinished (the
+      // sink failed), so later misses must keep looking in the sink.
+      claimed_unfinished = slot->entry->state.load(std::memory_order_acquire) != IdemState::done;
+    } else {
+      // Sized exactly: the outcome is known, so it fits inline (unless over 64 KiB).
+      const std::size_t size = outcome_size(record, record.activity_id, record.idempotency_key,
+                                            record.drawn_at_ms);
+      entry = new_entry(record.activity_id, record.idempotency_key, fingerprint,
+                        record.drawn_at_ms, IdemState::done, size);
+      store_outcome(*entry, record);
+      shard.insert(hash, entry);
+      size_.fetch_add(1, std::memory_order_relaxed);
+    }
   }
-  std::lock_guard lock(ring_mutex_);
+  std::lock_guard lock(ring_mutex_);  // only once the shard's is released (lock order)
+  if (!entry) {
+    if (claimed_unfinished) note_evicted_early_locked(record.drawn_at_ms);
+    return;
+  }
   if (push_locked(entry, record.drawn_at_ms)) return;
   // No room: forget it, but let maybe_evicted() send callers to the durable record.
   erase_entry(entry);
@@ -453,10 +473,22 @@ void IdempotencyTable::restore(const DrawRecord& record, std::uint64_t fingerpri
   delete_entry(entry);
 }
 
+void IdempotencyTable::note_left_out(std::int64_t created_ms) {
+  std::lock_guard lock(ring_mutex_);
+  note_evicted_early_locked(created_ms);
+}
+
 std::size_t IdempotencyTable::expire(std::int64_t now_ms) {
   std::lock_guard lock(ring_mutex_);
   return expire_locked(now_ms);
 }
+
+void IdempotencyTable::set_restoring(bool on) {
+  // Release: the restores before it happen before any claim that reads false.
+  restoring_.store(on, std::memory_order_release);
+}
+
+bool IdempotencyTable::restoring() const { return restoring_.load(std::memory_order_acquire); }
 
 bool IdempotencyTable::maybe_evicted(std::int64_t now_ms) const {
   const std::int64_t newest = newest_evicted_early_ms_.load(std::memory_order_relaxed);

@@ -246,20 +246,18 @@ void QuotaBook::reserve(std::size_t users) {
   }
 }
 
-void QuotaBook::restore_total(std::string_view user_id, std::int64_t count) {
-  counter(user_id).total.store(count, std::memory_order_relaxed);
-}
-
-void QuotaBook::restore(std::string_view user_id, std::int64_t total, std::int64_t day,
-                        std::int64_t day_count) {
+void QuotaBook::restore_add(std::string_view user_id, std::int64_t draws, std::int64_t day,
+                            std::int64_t day_draws) {
   Counter& c = counter(user_id);
-  c.total.store(total, std::memory_order_relaxed);
-  c.day_word.store(pack(day, static_cast<std::uint64_t>(day_count)), std::memory_order_relaxed);
-}
-
-void QuotaBook::restore_day(std::string_view user_id, std::int64_t day, std::int64_t count) {
-  counter(user_id).day_word.store(pack(day, static_cast<std::uint64_t>(count)),
-                                  std::memory_order_relaxed);
+  c.total.fetch_add(draws, std::memory_order_relaxed);
+  if (day_draws <= 0) return;
+  std::uint64_t word = c.day_word.load(std::memory_order_relaxed);
+  std::uint64_t next = 0;
+  do {
+    const std::uint64_t count = day_of(word) == day ? count_of(word) : 0;
+    // Saturates: take() refuses at kCountMask whatever the limit.
+    next = pack(day, std::min(kCountMask, count + static_cast<std::uint64_t>(day_draws)));
+  } while (!c.day_word.compare_exchange_weak(word, next, std::memory_order_relaxed));
 }
 
 std::int64_t QuotaBook::total(std::string_view user_id) const {

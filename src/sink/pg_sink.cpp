@@ -417,8 +417,17 @@ constexpr const char* kUserCountsSince =
 constexpr const char* kWinsByPrize =
     "SELECT prize_id, COUNT(*) FROM draws WHERE activity_id = $1 AND won"
     " AND prize_id IS NOT NULL GROUP BY prize_id ORDER BY prize_id";
+// Per user: all draws, and those at or after $2 (today's, for the per-day quota).
 constexpr const char* kDrawsByUser =
-    "SELECT user_id, COUNT(*) FROM draws WHERE activity_id = $1 GROUP BY user_id ORDER BY user_id";
+    "SELECT user_id, COUNT(*), COUNT(*) FILTER (WHERE drawn_at_ms >= $2::bigint) FROM draws"
+    " WHERE activity_id = $1 GROUP BY user_id";
+// Live idempotency keys: the last seqs, and the newest live draw before them.
+constexpr const char* kLiveDraws =
+    "SELECT " FD_DRAW_COLUMNS " FROM draws WHERE activity_id = $1 AND seq >= $2::bigint"
+    " AND drawn_at_ms >= $3::bigint ORDER BY seq";
+constexpr const char* kNewestLiveBefore =
+    "SELECT MAX(drawn_at_ms) FROM draws WHERE activity_id = $1 AND seq < $2::bigint"
+    " AND drawn_at_ms >= $3::bigint";
 constexpr const char* kFirstSeqByEpoch =
     "SELECT epoch, MIN(seq) FROM draws WHERE activity_id = $1 GROUP BY epoch ORDER BY epoch";
 constexpr const char* kSaveActivity =
@@ -1200,7 +1209,8 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> PgSink::user_counts_si
       });
 }
 
-Result<ActivityTotals> PgSink::load_totals(std::string_view activity_id) {
+Result<ActivityTotals> PgSink::load_totals(std::string_view activity_id, std::int64_t since_ms,
+                                           const AddUserCounts& add) {
   return impl_->with_connection<ActivityTotals>(
       "loading totals", [&](PgConn& c) -> Result<ActivityTotals> {
         // One snapshot: all four answers describe the same moment.
@@ -1215,9 +1225,11 @@ Result<ActivityTotals> PgSink::load_totals(std::string_view activity_id) {
         auto wins = impl_->query_counts(c, kWinsByPrize, id);
         if (!wins.ok()) return wins.error();
         totals.wins_by_prize = std::move(wins.value());
-        auto users = impl_->query_counts(c, kDrawsByUser, id);
-        if (!users.ok()) return users.error();
-        totals.draws_by_user = std::move(users.value());
+        Reply users = c.exec(kDrawsByUser, {std::string(activity_id), std::to_string(since_ms)});
+        if (!users.ok()) return db_error("reading totals", users);
+        for (int i = 0; i < users.rows(); ++i) {
+          add(users.text(i, 0), users.i64(i, 1), users.i64(i, 2));
+        }
         Reply epochs = c.exec(kFirstSeqByEpoch, id);
         if (!epochs.ok()) return db_error("reading totals", epochs);
         for (int i = 0; i < epochs.rows(); ++i) {
@@ -1226,6 +1238,39 @@ Result<ActivityTotals> PgSink::load_totals(std::string_view activity_id) {
         Reply ended = c.exec("COMMIT");
         if (!ended.ok()) return db_error("ending a read", ended);
         return totals;
+      });
+}
+
+Result<LiveDraws> PgSink::load_live_draws(std::string_view activity_id, std::int64_t since_ms,
+                                          std::size_t limit, const OnDraw& on_draw) {
+  return impl_->with_connection<LiveDraws>(
+      "loading live draws", [&](PgConn& c) -> Result<LiveDraws> {
+        // One snapshot, so that the two answers describe the same moment.
+        Reply begun = c.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        if (!begun.ok()) return db_error("starting a read", begun);
+        LiveDraws live;
+        Reply max_seq = c.exec(kMaxSeq, {std::string(activity_id)});
+        if (!max_seq.ok()) return db_error("reading live draws", max_seq);
+        if (max_seq.rows() == 0 || max_seq.is_null(0, 0)) {
+          Reply ended = c.exec("COMMIT");
+          if (!ended.ok()) return db_error("ending a read", ended);
+          return live;
+        }
+        const std::int64_t from = std::max<std::int64_t>(0, max_seq.i64(0, 0) + 1 - to_i64(limit));
+        const Params params{std::string(activity_id), std::to_string(from),
+                            std::to_string(since_ms)};
+        Reply rows = c.exec(kLiveDraws, params);
+        if (!rows.ok()) return db_error("reading live draws", rows);
+        for (int i = 0; i < rows.rows(); ++i) {
+          on_draw(read_draw(rows, i));
+          ++live.delivered;
+        }
+        Reply left_out = c.exec(kNewestLiveBefore, params);
+        if (!left_out.ok()) return db_error("reading live draws", left_out);
+        if (left_out.rows() > 0 && !left_out.is_null(0, 0)) live.newest_left_out_ms = left_out.i64(0, 0);
+        Reply ended = c.exec("COMMIT");
+        if (!ended.ok()) return db_error("ending a read", ended);
+        return live;
       });
 }
 

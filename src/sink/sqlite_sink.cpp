@@ -98,10 +98,6 @@ std::string column_string(sqlite3_stmt* s, int i) {
   return std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(bytes));
 }
 
-std::optional<std::string> column_optional_string(sqlite3_stmt* s, int i) {
-  if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
-  return column_string(s, i);
-}
 
 std::optional<std::int64_t> column_optional_i64(sqlite3_stmt* s, int i) {
   if (sqlite3_column_type(s, i) == SQLITE_NULL) return std::nullopt;
@@ -259,13 +255,26 @@ constexpr std::string_view kDrawsSince =
 constexpr std::string_view kUserCountsSince =
     "SELECT user_id, COUNT(*) FROM draws WHERE activity_id = ?1 AND drawn_at_ms >= ?2"
     " GROUP BY user_id ORDER BY user_id";
-// Recovery reads an activity's draws once, in seq order (the (activity_id, seq)
-// index, then rows in insertion order), and counts in memory: grouping by user in
-// SQLite sorted every draw in a temporary b-tree, once for totals and once more
-// for today's counts.
-constexpr std::string_view kTotalsScan =
-    "SELECT seq, epoch, user_id, drawn_at_ms, won, prize_id FROM draws WHERE activity_id = ?1"
-    " ORDER BY seq";
+// Recovery reads an activity's draws once and counts in memory (grouping by
+// user in SQLite sorted every draw in a temporary b-tree). When the activity
+// holds most of the file the table itself is read in rowid order (sequential
+// pages, no index lookup per row); otherwise its (activity_id, seq) index is
+// walked. Past 2 x 65,536 rows, in two ranges read on two connections at once.
+#define FD_TOTALS_COLUMNS "seq, epoch, user_id, drawn_at_ms, won, prize_id"
+constexpr std::string_view kMaxRowid = "SELECT MAX(rowid) FROM draws";
+constexpr std::string_view kTotalsByRowid =
+    "SELECT " FD_TOTALS_COLUMNS " FROM draws NOT INDEXED"
+    " WHERE rowid BETWEEN ?2 AND ?3 AND activity_id = ?1";
+constexpr std::string_view kTotalsBySeq =
+    "SELECT " FD_TOTALS_COLUMNS " FROM draws WHERE activity_id = ?1 AND seq BETWEEN ?2 AND ?3";
+#undef FD_TOTALS_COLUMNS
+// Live idempotency keys: the activity's last seqs (through (activity_id, seq)),
+// and the newest of the live draws before them (draws_by_time covers it).
+constexpr std::string_view kLiveDraws =
+    "SELECT " FD_DRAW_COLUMNS
+    " FROM draws WHERE activity_id = ?1 AND seq >= ?2 AND drawn_at_ms >= ?3 ORDER BY seq";
+constexpr std::string_view kNewestLiveBefore =
+    "SELECT MAX(drawn_at_ms) FROM draws WHERE activity_id = ?1 AND drawn_at_ms >= ?3 AND seq < ?2";
 constexpr std::string_view kSaveActivity =
     "INSERT INTO activities (id, config_json, ended, created_at_ms, updated_at_ms)"
     " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET"
@@ -292,21 +301,103 @@ constexpr std::string_view kLoadEpochs =
 constexpr const char* kWriterCacheSize = "PRAGMA cache_size = -65536";
 constexpr const char* kWalAutocheckpoint = "PRAGMA wal_autocheckpoint = 8000";
 
-DrawRecord read_draw(sqlite3_stmt* s) {
-  DrawRecord r;
-  r.draw_id = column_string(s, 0);
-  r.activity_id = column_string(s, 1);
+// The bytes of a TEXT column, valid until the statement steps or resets.
+std::string_view column_view(sqlite3_stmt* s, int i) {
+  const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(s, i));
+  return {text ? text : "", static_cast<std::size_t>(sqlite3_column_bytes(s, i))};
+}
+
+void assign_optional(std::optional<std::string>& out, sqlite3_stmt* s, int i) {
+  if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+    out.reset();
+  } else if (out) {
+    out->assign(column_view(s, i));
+  } else {
+    out.emplace(column_view(s, i));
+  }
+}
+
+// Into an existing record: a record read again and again keeps its strings'
+// buffers, so reading many rows allocates nothing after the first few.
+void read_draw_into(sqlite3_stmt* s, DrawRecord& r) {
+  r.draw_id.assign(column_view(s, 0));
+  r.activity_id.assign(column_view(s, 1));
   r.seq = sqlite3_column_int64(s, 2);
   r.epoch = sqlite3_column_int64(s, 3);
   r.slot = sqlite3_column_int64(s, 4);
-  r.user_id = column_string(s, 5);
-  r.idempotency_key = column_string(s, 6);
-  r.candidate_id = column_optional_string(s, 7);
-  r.prize_id = column_optional_string(s, 8);
-  r.prize_name = column_optional_string(s, 9);
+  r.user_id.assign(column_view(s, 5));
+  r.idempotency_key.assign(column_view(s, 6));
+  assign_optional(r.candidate_id, s, 7);
+  assign_optional(r.prize_id, s, 8);
+  assign_optional(r.prize_name, s, 9);
   r.won = sqlite3_column_int64(s, 10) != 0;
   r.drawn_at_ms = sqlite3_column_int64(s, 11);
+}
+
+DrawRecord read_draw(sqlite3_stmt* s) {
+  DrawRecord r;
+  read_draw_into(s, r);
   return r;
+}
+
+// A single-value query (MAX(...)) bound by `bind`; nullopt when it is NULL.
+template <class Bind>
+Result<std::optional<std::int64_t>> query_optional_i64(Connection& c, std::string_view sql,
+                                                       std::string_view what, Bind&& bind) {
+  auto stmt = c.statement(sql);
+  if (!stmt.ok()) return stmt.error();
+  StatementScope scope(*stmt);
+  bind(*stmt);
+  std::optional<std::int64_t> value;
+  auto ran = run_rows(c, *stmt, what, [&](sqlite3_stmt* row) {
+    if (sqlite3_column_type(row, 0) != SQLITE_NULL) value = sqlite3_column_int64(row, 0);
+  });
+  if (!ran.ok()) return ran.error();
+  return value;
+}
+
+// What one range of the totals scan counted.
+struct TotalsPart {
+  std::int64_t max_seq = -1;
+  std::map<std::string, std::int64_t, std::less<>> wins;
+  std::map<std::int64_t, std::int64_t> first_seq_by_epoch;
+};
+
+// Reads the rows `stmt` selects (kTotalsByRowid or kTotalsBySeq, bound), counts
+// them into `part` and hands every user to `add`.
+Status count_totals(Connection& c, sqlite3_stmt* stmt, std::int64_t since_ms,
+                    const Sink::AddUserCounts& add, TotalsPart& part) {
+  // Consecutive rows mostly share their epoch: its lowest seq is kept in locals
+  // and written to the map only when the epoch changes.
+  std::optional<std::int64_t> epoch;
+  std::int64_t epoch_min = 0;
+  auto flush_epoch = [&] {
+    if (!epoch) return;
+    auto [it, inserted] = part.first_seq_by_epoch.emplace(*epoch, epoch_min);
+    if (!inserted) it->second = std::min(it->second, epoch_min);
+  };
+  auto ran = run_rows(c, stmt, "reading totals", [&](sqlite3_stmt* s) {
+    const std::int64_t seq = sqlite3_column_int64(s, 0);
+    const std::int64_t row_epoch = sqlite3_column_int64(s, 1);
+    const std::int64_t ms = sqlite3_column_int64(s, 3);
+    part.max_seq = std::max(part.max_seq, seq);
+    if (row_epoch != epoch) {
+      flush_epoch();
+      epoch = row_epoch;
+      epoch_min = seq;
+    } else {
+      epoch_min = std::min(epoch_min, seq);
+    }
+    if (sqlite3_column_int64(s, 4) == 1 && sqlite3_column_type(s, 5) != SQLITE_NULL) {
+      const std::string_view prize = column_view(s, 5);
+      auto it = part.wins.find(prize);
+      if (it == part.wins.end()) it = part.wins.emplace(std::string(prize), 0).first;
+      ++it->second;
+    }
+    add(column_view(s, 2), 1, ms >= since_ms ? 1 : 0);
+  });
+  flush_epoch();
+  return ran;
 }
 
 int bind_draw(sqlite3_stmt* s, const DrawRecord& r) {
@@ -382,18 +473,6 @@ struct SqliteSink::Impl {
   std::atomic<bool> is_healthy{true};
   mutable std::mutex error_mutex;
   std::string last_error;
-
-  // What load_totals saw of an activity's recent draws, so that the per-day
-  // counts asked for next (user_counts_since) need no second pass over them.
-  // Valid while the activity's MAX(seq) is unchanged; used once.
-  struct RecentDraws {
-    std::int64_t next_seq = 0;
-    std::int64_t window_start_ms = 0;  // every draw at or after it is in rows
-    std::deque<std::string> users;
-    std::vector<std::pair<std::uint32_t, std::int64_t>> rows;  // (index in users, drawn_at_ms)
-  };
-  std::mutex recent_mutex;
-  std::unordered_map<std::string, RecentDraws> recent;
 
   std::mutex stop_mutex;
   bool stopped = false;
@@ -1146,43 +1225,13 @@ Result<std::vector<DrawRecord>> SqliteSink::draws_since(std::string_view activit
 Result<std::vector<std::pair<std::string, std::int64_t>>> SqliteSink::user_counts_since(
     std::string_view activity_id, std::int64_t since_ms) {
   using Counts = std::vector<std::pair<std::string, std::int64_t>>;
-  std::optional<Impl::RecentDraws> recent;
-  {
-    std::lock_guard lock(impl_->recent_mutex);
-    if (auto it = impl_->recent.find(std::string(activity_id)); it != impl_->recent.end()) {
-      if (since_ms >= it->second.window_start_ms) recent = std::move(it->second);
-      impl_->recent.erase(it);
-    }
-  }
   return impl_->read<Counts>("counting draws per user", [&](Connection& c) -> Result<Counts> {
-    Counts counts;
-    if (recent) {
-      // Still the snapshot load_totals read if no draw was recorded since.
-      auto stmt = c.statement(kMaxSeq);
-      if (!stmt.ok()) return stmt.error();
-      StatementScope scope(*stmt);
-      bind_text(*stmt, 1, activity_id);
-      std::int64_t next_seq = 0;
-      auto ran = run_rows(c, *stmt, "reading MAX(seq)", [&](sqlite3_stmt* s) {
-        next_seq = sqlite3_column_type(s, 0) == SQLITE_NULL ? 0 : sqlite3_column_int64(s, 0) + 1;
-      });
-      if (!ran.ok()) return ran.error();
-      if (next_seq == recent->next_seq) {
-        std::vector<std::int64_t> per_user(recent->users.size(), 0);
-        for (const auto& [user, ms] : recent->rows) {
-          if (ms >= since_ms) ++per_user[user];
-        }
-        for (std::size_t i = 0; i < per_user.size(); ++i) {
-          if (per_user[i] > 0) counts.emplace_back(std::move(recent->users[i]), per_user[i]);
-        }
-        return counts;
-      }
-    }
     auto stmt = c.statement(kUserCountsSince);
     if (!stmt.ok()) return stmt.error();
     StatementScope scope(*stmt);
     bind_text(*stmt, 1, activity_id);
     sqlite3_bind_int64(*stmt, 2, since_ms);
+    Counts counts;
     auto ran = run_rows(c, *stmt, "counting draws", [&](sqlite3_stmt* s) {
       counts.emplace_back(column_string(s, 0), sqlite3_column_int64(s, 1));
     });
@@ -1191,115 +1240,133 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> SqliteSink::user_count
   });
 }
 
-Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id) {
-  // Draws this much older than the newest one are not kept for user_counts_since:
-  // a local day starts at most ~26 hours before any time in it.
-  constexpr std::int64_t kRecentWindowMs = 48LL * 3600 * 1000;
-  Impl::RecentDraws recent;
-  auto loaded = impl_->read<ActivityTotals>(
-      "loading totals", [&](Connection& c) -> Result<ActivityTotals> {
-        ActivityTotals totals;
-        auto stmt = c.statement(kTotalsScan);
-        if (!stmt.ok()) return stmt.error();
-        StatementScope scope(*stmt);
-        bind_text(*stmt, 1, activity_id);
-        std::vector<std::int64_t> user_draws;  // by index in recent.users
-        // user id -> index in recent.users: an open-addressing table of (hash,
-        // index) slots, one cache line per probe instead of a node per user
-        // (a node-based map was the largest cost of a start with 10^6 users).
-        constexpr std::uint32_t kEmpty = std::numeric_limits<std::uint32_t>::max();
-        struct Slot {
-          std::uint64_t hash = 0;
-          std::uint32_t index = kEmpty;
-        };
-        std::vector<Slot> slots(1024);
-        auto find_or_add = [&](std::string_view user) -> std::uint32_t {
-          if ((user_draws.size() + 1) * 2 > slots.size()) {  // keep the load under 1/2
-            std::vector<Slot> bigger(slots.size() * 2);
-            for (const Slot& old : slots) {
-              if (old.index == kEmpty) continue;
-              std::size_t i = old.hash & (bigger.size() - 1);
-              while (bigger[i].index != kEmpty) i = (i + 1) & (bigger.size() - 1);
-              bigger[i] = old;
-            }
-            slots.swap(bigger);
-          }
-          const std::uint64_t hash = std::hash<std::string_view>{}(user);
-          std::size_t i = hash & (slots.size() - 1);
-          for (;; i = (i + 1) & (slots.size() - 1)) {
-            const Slot& slot = slots[i];
-            if (slot.index == kEmpty) break;
-            if (slot.hash == hash && recent.users[slot.index] == user) return slot.index;
-          }
-          const auto index = static_cast<std::uint32_t>(user_draws.size());
-          slots[i] = Slot{hash, index};
-          recent.users.emplace_back(user);
-          user_draws.push_back(0);
-          return index;
-        };
-        std::map<std::string, std::int64_t, std::less<>> wins;
-        std::int64_t newest_ms = std::numeric_limits<std::int64_t>::min();
-        std::int64_t last_epoch = -1;
-        bool too_many_users = false;
-        auto ran = run_rows(c, *stmt, "reading totals", [&](sqlite3_stmt* s) {
-          const std::int64_t seq = sqlite3_column_int64(s, 0);
-          const std::int64_t epoch = sqlite3_column_int64(s, 1);
-          const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(s, 2));
-          const std::string_view user(text ? text : "",
-                                      static_cast<std::size_t>(sqlite3_column_bytes(s, 2)));
-          const std::int64_t ms = sqlite3_column_int64(s, 3);
-          totals.next_seq = seq + 1;  // rows come in seq order
-          // Rows come in seq order, so an epoch's first row holds its lowest seq
-          // (epochs only ever grow with seq; the check keeps it right regardless).
-          if (epoch != last_epoch) {
-            auto& firsts = totals.first_seq_by_epoch;
-            if (firsts.empty() || epoch > firsts.back().first) {
-              firsts.emplace_back(epoch, seq);
-            } else if (std::find_if(firsts.begin(), firsts.end(), [&](const auto& p) {
-                         return p.first == epoch;
-                       }) == firsts.end()) {
-              firsts.emplace_back(epoch, seq);  // out of order: sorted below
-            }
-            last_epoch = epoch;
-          }
-          if (sqlite3_column_int64(s, 4) == 1 && sqlite3_column_type(s, 5) != SQLITE_NULL) {
-            const auto* prize = reinterpret_cast<const char*>(sqlite3_column_text(s, 5));
-            const std::string_view id(prize ? prize : "",
-                                      static_cast<std::size_t>(sqlite3_column_bytes(s, 5)));
-            auto it = wins.find(id);
-            if (it == wins.end()) it = wins.emplace(std::string(id), 0).first;
-            ++it->second;
-          }
-          if (user_draws.size() >= kEmpty) {
-            too_many_users = true;
-            return;
-          }
-          const std::uint32_t index = find_or_add(user);
-          ++user_draws[index];
-          if (ms > newest_ms) newest_ms = ms;
-          if (ms >= newest_ms - kRecentWindowMs) recent.rows.emplace_back(index, ms);
+Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id, std::int64_t since_ms,
+                                               const AddUserCounts& add) {
+  // Below this many rows a second connection and thread cost more than they save.
+  constexpr std::int64_t kMinRowsToSplit = 65536;
+  struct Range {
+    std::string_view sql;  // kTotalsByRowid or kTotalsBySeq
+    std::int64_t first = 0;
+    std::int64_t last = -1;
+  };
+  // The bounds are read first: rows are only ever appended (never updated or
+  // deleted), so bounded ranges read from two connections see one consistent
+  // record even if a row were committed meanwhile.
+  auto planned = impl_->read<std::vector<Range>>(
+      "planning the totals scan", [&](Connection& c) -> Result<std::vector<Range>> {
+        auto max_seq = query_optional_i64(c, kMaxSeq, "reading MAX(seq)", [&](sqlite3_stmt* s) {
+          bind_text(s, 1, activity_id);
         });
-        if (!ran.ok()) return ran.error();
-        if (too_many_users) {
-          return make_error(ErrorKind::internal, "too many users in one activity");
+        if (!max_seq.ok()) return max_seq.error();
+        if (!*max_seq) return std::vector<Range>{};
+        auto max_rowid =
+            query_optional_i64(c, kMaxRowid, "reading MAX(rowid)", [](sqlite3_stmt*) {});
+        if (!max_rowid.ok()) return max_rowid.error();
+        // An activity's seqs are 0..n-1, so MAX(seq) + 1 is its row count and
+        // MAX(rowid) about the file's (rows are never deleted).
+        const std::int64_t rows = **max_seq + 1;
+        const std::int64_t table_rows = max_rowid->value_or(0);
+        Range all = rows * 2 >= table_rows ? Range{kTotalsByRowid, 1, table_rows}
+                                           : Range{kTotalsBySeq, 0, **max_seq};
+        std::vector<Range> split{all};
+        if (rows >= 2 * kMinRowsToSplit) {
+          const std::int64_t middle = all.first + (all.last - all.first) / 2;
+          split = {{all.sql, all.first, middle}, {all.sql, middle + 1, all.last}};
         }
-        std::sort(totals.first_seq_by_epoch.begin(), totals.first_seq_by_epoch.end());
-        totals.wins_by_prize.assign(wins.begin(), wins.end());
-        totals.draws_by_user.reserve(user_draws.size());
-        for (std::size_t i = 0; i < user_draws.size(); ++i) {
-          totals.draws_by_user.emplace_back(recent.users[i], user_draws[i]);
-        }
-        recent.next_seq = totals.next_seq;
-        recent.window_start_ms = newest_ms == std::numeric_limits<std::int64_t>::min()
-                                     ? newest_ms
-                                     : newest_ms - kRecentWindowMs;
-        return totals;
+        // Open below: nothing of the activity can sort before the first range.
+        split.front().first = std::numeric_limits<std::int64_t>::min();
+        return split;
       });
-  if (loaded.ok()) {
-    std::lock_guard lock(impl_->recent_mutex);
-    impl_->recent.insert_or_assign(std::string(activity_id), std::move(recent));
+  if (!planned.ok()) return planned.error();
+  const std::vector<Range>& ranges = planned.value();
+
+  std::vector<TotalsPart> parts(ranges.size());
+  auto scan = [&](std::size_t i) -> Status {
+    return impl_->read<Ok>("loading totals", [&](Connection& c) -> Status {
+      auto stmt = c.statement(ranges[i].sql);
+      if (!stmt.ok()) return stmt.error();
+      StatementScope scope(*stmt);
+      bind_text(*stmt, 1, activity_id);
+      sqlite3_bind_int64(*stmt, 2, ranges[i].first);
+      sqlite3_bind_int64(*stmt, 3, ranges[i].last);
+      return count_totals(c, *stmt, since_ms, add, parts[i]);
+    });
+  };
+  // The second range on a thread of its own, with its own read connection
+  // (a jthread: joined on every way out of this function).
+  Status second = ok_status();
+  std::jthread helper;
+  if (ranges.size() > 1) {
+    try {
+      helper = std::jthread([&] {
+        try {
+          second = scan(1);
+        } catch (...) {
+          second = make_error(ErrorKind::internal, "loading totals: unexpected failure");
+        }
+      });
+    } catch (const std::system_error&) {
+      second = scan(1);  // no thread to be had: one after the other
+    }
   }
-  return loaded;
+  Status first = ranges.empty() ? ok_status() : scan(0);
+  if (helper.joinable()) helper.join();
+  if (!first.ok()) return first.error();
+  if (!second.ok()) return second.error();
+
+  ActivityTotals totals;
+  std::map<std::string, std::int64_t, std::less<>> wins;
+  std::map<std::int64_t, std::int64_t> firsts;
+  for (TotalsPart& part : parts) {
+    totals.next_seq = std::max(totals.next_seq, part.max_seq + 1);
+    for (auto& [prize, n] : part.wins) wins[prize] += n;
+    for (const auto& [epoch, seq] : part.first_seq_by_epoch) {
+      auto [it, inserted] = firsts.emplace(epoch, seq);
+      if (!inserted) it->second = std::min(it->second, seq);
+    }
+  }
+  totals.wins_by_prize.assign(wins.begin(), wins.end());
+  totals.first_seq_by_epoch.assign(firsts.begin(), firsts.end());
+  return totals;
+}
+
+Result<LiveDraws> SqliteSink::load_live_draws(std::string_view activity_id, std::int64_t since_ms,
+                                              std::size_t limit, const OnDraw& on_draw) {
+  return impl_->read<LiveDraws>("loading live draws", [&](Connection& c) -> Result<LiveDraws> {
+    LiveDraws live;
+    auto max_seq = query_optional_i64(c, kMaxSeq, "reading MAX(seq)", [&](sqlite3_stmt* s) {
+      bind_text(s, 1, activity_id);
+    });
+    if (!max_seq.ok()) return max_seq.error();
+    if (!*max_seq) return live;
+    // The last `limit` seqs (drawn_at_ms follows seq closely but not exactly:
+    // what is left out is reported, not guessed).
+    const std::int64_t from = std::max<std::int64_t>(0, **max_seq + 1 - to_i64(limit));
+    {
+      auto stmt = c.statement(kLiveDraws);
+      if (!stmt.ok()) return stmt.error();
+      StatementScope scope(*stmt);
+      bind_text(*stmt, 1, activity_id);
+      sqlite3_bind_int64(*stmt, 2, from);
+      sqlite3_bind_int64(*stmt, 3, since_ms);
+      DrawRecord record;
+      auto ran = run_rows(c, *stmt, "reading live draws", [&](sqlite3_stmt* s) {
+        read_draw_into(s, record);
+        on_draw(record);
+        ++live.delivered;
+      });
+      if (!ran.ok()) return ran.error();
+    }
+    auto left_out =
+        query_optional_i64(c, kNewestLiveBefore, "reading live draws", [&](sqlite3_stmt* s) {
+          bind_text(s, 1, activity_id);
+          sqlite3_bind_int64(s, 2, from);
+          sqlite3_bind_int64(s, 3, since_ms);
+        });
+    if (!left_out.ok()) return left_out.error();
+    live.newest_left_out_ms = *left_out;
+    return live;
+  });
 }
 
 Status SqliteSink::save_activity(const StoredActivity& activity) {

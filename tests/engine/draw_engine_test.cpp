@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <filesystem>
 #include <future>
@@ -45,13 +46,14 @@ class DrawEngineTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
-  void open(DrawEngineOptions options = {}) {
+  void open(DrawEngineOptions options = {}, bool hold_live_keys = false) {
     SqliteSinkOptions sink_options;
     sink_options.path = dir_ + "/fd.db";
     auto sink = SqliteSink::open(sink_options);
     ASSERT_TRUE(sink.ok()) << sink.error().detail;
     sink_ = std::move(sink.value());
     gate_ = std::make_unique<test::GatedSink>(*sink_);
+    if (hold_live_keys) gate_->hold_live_draws();
     options.encode_config = [](const ActivityConfig& a) { return app::activity_config_json(a).dump(); };
     options.decode_config = [](const std::string& s) {
       return app::parse_activity(nlohmann::json::parse(s));
@@ -64,6 +66,7 @@ class DrawEngineTest : public ::testing::Test {
     ASSERT_TRUE(recovered.ok()) << recovered.error().detail;
   }
   void close() {
+    if (gate_) gate_->release_live_draws();  // the engine joins its restore
     engine_.reset();
     if (gate_) gate_->flush_and_stop();
     gate_.reset();
@@ -363,6 +366,162 @@ TEST_F(DrawEngineTest, RecoveryContinuesSequenceStockQuotasEpochAndKeys) {
   EXPECT_EQ(next->record.epoch, 0);
   EXPECT_EQ(next->record.slot, 30);
   EXPECT_EQ(engine_->fairness("a").value()[0].record.commitment, commitment);
+}
+
+// A restart over a record large enough to be read in two halves and larger than
+// the idempotency ring: every recorded key still replays its draw (restored, or
+// looked up in the file), quotas in all and per day hold exactly, and seq and
+// stock go on where they were.
+TEST_F(DrawEngineTest, RecoveryOfALargeRecordKeepsEveryKeyAndQuota) {
+  auto config = make_config({{1, 1'000'000}}, 199'999);  // W = 200,000
+  config.max_draws_per_user = 3;
+  config.max_draws_per_user_per_day = 1;
+  ASSERT_TRUE(engine_->put_activity("a", config, kStart).ok());
+  auto first = draw("u0", "key-0");  // seq 0 through the engine: epoch 0 starts
+  ASSERT_TRUE(first.ok()) << first.error().detail;
+  close();
+
+  // Seqs 1.. straight into the file. User k draws at seqs k, k + 50,000 and
+  // k + 100,000: the first half of the seqs yesterday (UTC), the rest today,
+  // but the last 10 two days ago (a clock set back): they are past the TTL, so
+  // the ring is not full after recovery and nothing gets evicted by a claim.
+  constexpr std::int64_t kRows = 140'000;
+  constexpr std::int64_t kUsers = 50'000;
+  constexpr std::int64_t kDay = 86'400'000;
+  const std::int64_t today_start = kStart - kStart % kDay;
+  std::vector<DrawRecord> rows{first->record};
+  {
+    SqliteSinkOptions sink_options;
+    sink_options.path = dir_ + "/fd.db";
+    sink_options.synchronous = SqliteSinkOptions::Synchronous::normal;
+    sink_options.max_queue = kRows;  // all queued at once, then flushed
+    auto sink = SqliteSink::open(sink_options);
+    ASSERT_TRUE(sink.ok()) << sink.error().detail;
+    std::atomic<std::int64_t> durable{0};
+    for (std::int64_t s = 1; s < kRows; ++s) {
+      DrawRecord r;
+      r.draw_id = "draw-" + std::to_string(s);
+      r.activity_id = "a";
+      r.seq = s;
+      r.slot = s;
+      r.user_id = "u" + std::to_string(s % kUsers);
+      r.idempotency_key = "key-" + std::to_string(s);
+      r.drawn_at_ms = s < kRows / 2 ? today_start - 3'600'000 + s / 100 : today_start + s / 100;
+      if (s >= kRows - 10) r.drawn_at_ms = today_start - 2 * kDay;
+      if (s % 1000 == 0) {
+        r.candidate_id = "p0";
+        r.prize_id = "p0";
+        r.prize_name = "Prize 0";
+        r.won = true;
+      }
+      rows.push_back(r);
+      sink.value()->append(std::move(r), [&durable](bool ok) { durable += ok ? 1 : 0; });
+    }
+    sink.value()->flush_and_stop();
+    ASSERT_EQ(durable.load(), kRows - 1);
+  }
+
+  DrawEngineOptions options;
+  options.idempotency_capacity = 1000;  // most live keys are left to the file
+  open(options);
+  auto view = engine_->get_activity("a", clock_.now_ms());
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->draws, kRows);
+  EXPECT_EQ(view->prizes[0].remaining, 1'000'000 - 139 - (first->record.won ? 1 : 0));
+
+  // Every live key replays its own draw, whether it is in the ring (the last
+  // 1000 seqs) or only in the file; with another user it is a reused key, and
+  // trying that first leaves the key to its owner.
+  for (const std::int64_t s : {0L, 1L, 12'345L, 69'999L, 70'000L, 139'000L, kRows - 11}) {
+    const DrawRecord& original = rows[static_cast<std::size_t>(s)];
+    if (s % 2 == 1) {
+      auto first_try = draw("someone-else", original.idempotency_key);
+      ASSERT_FALSE(first_try.ok()) << s;
+      EXPECT_EQ(first_try.error().kind, ErrorKind::idempotency_key_reused) << s;
+    }
+    auto replay = draw(original.user_id, original.idempotency_key);
+    ASSERT_TRUE(replay.ok()) << s << ": " << replay.error().detail;
+    EXPECT_TRUE(replay->replayed) << s;
+    EXPECT_EQ(replay->record.draw_id, original.draw_id) << s;
+    EXPECT_EQ(replay->record.seq, s);
+    EXPECT_EQ(replay->record.won, original.won) << s;
+    EXPECT_EQ(replay->record.prize_id, original.prize_id) << s;
+    auto reused = draw("someone-else", original.idempotency_key);
+    ASSERT_FALSE(reused.ok()) << s;
+    EXPECT_EQ(reused.error().kind, ErrorKind::idempotency_key_reused) << s;
+  }
+
+  // u5: 3 draws in all. u45000: 2 in all, 1 today (the daily limit). u25000: 3,
+  // 2 of them today (more than today's limit: the file is what it is).
+  auto refused = [&](const std::string& user, const std::string& key) {
+    auto r = draw(user, key);
+    return !r.ok() && r.error().kind == ErrorKind::quota_exhausted;
+  };
+  EXPECT_TRUE(refused("u5", "new-1"));
+  EXPECT_TRUE(refused("u45000", "new-2"));
+  EXPECT_TRUE(refused("u25000", "new-3"));
+  auto fresh = draw("fresh", "new-4");
+  ASSERT_TRUE(fresh.ok()) << fresh.error().detail;
+  EXPECT_EQ(fresh->record.seq, kRows);
+  EXPECT_EQ(fresh->record.epoch, 0);
+
+  // The next day: u45000 has one draw left in all, the others none.
+  clock_.advance(kDay);
+  auto next_day = draw("u45000", "new-5");
+  ASSERT_TRUE(next_day.ok()) << next_day.error().detail;
+  EXPECT_EQ(next_day->record.seq, kRows + 1);
+  EXPECT_TRUE(refused("u45000", "new-6"));
+  EXPECT_TRUE(refused("u5", "new-7"));
+  EXPECT_TRUE(refused("u25000", "new-8"));
+}
+
+// The live keys come back after recover() returns. Meanwhile every key is
+// answered from the record: replays replay, a foreign body is refused and leaves
+// the key to its owner, a new key draws; once they are back, nothing changed.
+TEST_F(DrawEngineTest, LiveKeysComeBackAfterRecoveryAndReplayMeanwhile) {
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
+  std::vector<DrawRecord> before;
+  for (int i = 0; i < 4; ++i) {
+    auto r = draw("user" + std::to_string(i), "k" + std::to_string(i));
+    ASSERT_TRUE(r.ok()) << r.error().detail;
+    before.push_back(r->record);
+  }
+  close();
+  open({}, /*hold_live_keys=*/true);
+  EXPECT_EQ(engine_->stats().idempotency_entries, 0U);
+
+  auto replay = draw("user0", "k0");
+  ASSERT_TRUE(replay.ok()) << replay.error().detail;
+  EXPECT_TRUE(replay->replayed);
+  EXPECT_EQ(replay->record.draw_id, before[0].draw_id);
+  auto foreign = draw("eve", "k1");
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.error().kind, ErrorKind::idempotency_key_reused);
+  auto owner = draw("user1", "k1");
+  ASSERT_TRUE(owner.ok()) << owner.error().detail;
+  EXPECT_TRUE(owner->replayed);
+  EXPECT_EQ(owner->record.draw_id, before[1].draw_id);
+  auto fresh = draw("user9", "k9");
+  ASSERT_TRUE(fresh.ok()) << fresh.error().detail;
+  EXPECT_FALSE(fresh->replayed);
+  EXPECT_EQ(fresh->record.seq, 4);
+
+  gate_->release_live_draws();
+  // k2 and k3 come back beside the three entries made meanwhile.
+  for (int i = 0; i < 500 && engine_->stats().idempotency_entries < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(engine_->stats().idempotency_entries, 5U);
+  for (int i = 0; i < 4; ++i) {
+    auto again = draw("user" + std::to_string(i), "k" + std::to_string(i));
+    ASSERT_TRUE(again.ok()) << i << ": " << again.error().detail;
+    EXPECT_TRUE(again->replayed) << i;
+    EXPECT_EQ(again->record.draw_id, before[static_cast<std::size_t>(i)].draw_id) << i;
+  }
+  auto fresh_again = draw("user9", "k9");
+  ASSERT_TRUE(fresh_again.ok());
+  EXPECT_TRUE(fresh_again->replayed);
+  EXPECT_EQ(fresh_again->record.seq, 4);
 }
 
 TEST_F(DrawEngineTest, TokensAreRequiredWhenConfigured) {

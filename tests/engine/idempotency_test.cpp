@@ -174,6 +174,53 @@ TEST(IdempotencyTest, RestoreBringsBackDoneEntries) {
   EXPECT_EQ(table.size(), 0U);
 }
 
+// A claim that found its key in the durable record under another body: the
+// entry becomes the recorded draw, with the record's fingerprint.
+TEST(IdempotencyTest, CompleteFromRecordTakesTheRecordsFingerprint) {
+  IdempotencyTable table(8, 1'000);
+  auto claim = table.claim("act", "k", /*fingerprint=*/1, 100);
+  ASSERT_EQ(claim.kind, Kind::claimed);
+  table.complete_from_record(claim.entry, record("act", "k", 5, 50), /*fingerprint=*/2);
+  auto owner = table.claim("act", "k", 2, 200);
+  ASSERT_EQ(owner.kind, Kind::done);
+  ASSERT_TRUE(owner.replay.has_value());
+  EXPECT_EQ(owner.replay->seq, 5);
+  EXPECT_EQ(table.claim("act", "k", 1, 200).kind, Kind::mismatch);
+}
+
+TEST(IdempotencyTest, NoteLeftOutSendsMissesToTheRecordUntilTheTtl) {
+  IdempotencyTable table(8, 1'000);
+  EXPECT_FALSE(table.maybe_evicted(0));
+  table.note_left_out(500);
+  EXPECT_TRUE(table.maybe_evicted(1'499));
+  EXPECT_FALSE(table.maybe_evicted(1'500));
+  EXPECT_EQ(table.evicted_early(), 0U);  // nothing was dropped from the ring
+}
+
+// A restore running while claims are served (set_restoring) leaves a key
+// claimed meanwhile to its claimant; unless that key is Done, later misses keep
+// looking in the record.
+TEST(IdempotencyTest, RestoreMeetsKeysClaimedMeanwhile) {
+  IdempotencyTable table(8, 1'000);
+  table.set_restoring(true);
+  EXPECT_TRUE(table.restoring());
+  auto done = table.claim("act", "done", 1, 100);
+  ASSERT_EQ(done.kind, Kind::claimed);
+  table.complete_from_record(done.entry, record("act", "done", 1, 50), 1);
+  table.restore(record("act", "done", 1, 50), 1);
+  EXPECT_FALSE(table.maybe_evicted(100));
+
+  auto released = table.claim("act", "released", 1, 100);
+  ASSERT_EQ(released.kind, Kind::claimed);
+  table.release(released.entry);  // the record could not be read: nothing known
+  table.restore(record("act", "released", 2, 60), 1);
+  table.set_restoring(false);
+  EXPECT_FALSE(table.restoring());
+  EXPECT_TRUE(table.maybe_evicted(1'059));
+  EXPECT_FALSE(table.maybe_evicted(1'060));
+  EXPECT_EQ(table.size(), 2U);
+}
+
 TEST(IdempotencyTest, RestoreIntoAFullRingEvictsTheOldest) {
   IdempotencyTable table(2, 1'000);
   for (int i = 0; i < 5; ++i) table.restore(record("act", "r" + std::to_string(i), i, 100 + i), 1);

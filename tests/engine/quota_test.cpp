@@ -96,11 +96,12 @@ TEST(QuotaTest, GiveBackForAnOlderDayLeavesTodayAlone) {
   EXPECT_FALSE(book.take("alice", kDay + 1, limits));
 }
 
-TEST(QuotaTest, RestoreTotalAndDay) {
+TEST(QuotaTest, RestoreAddsTotalAndDay) {
   QuotaBook book;
   const Limits limits{10, 3};
-  book.restore_total("alice", 9);
-  book.restore_day("alice", kDay, 2);
+  // Recovery hands a user's draws over in parts: they add up.
+  book.restore_add("alice", 6, kDay, 0);
+  book.restore_add("alice", 3, kDay, 2);
   EXPECT_EQ(book.total("alice"), 9);
   EXPECT_EQ(book.on_day("alice", kDay), 2);
   EXPECT_EQ(book.on_day("alice", kDay - 1), 0);
@@ -108,20 +109,29 @@ TEST(QuotaTest, RestoreTotalAndDay) {
   EXPECT_FALSE(book.take("alice", kDay, limits)) << "restored total 9 + 1 reaches 10";
   EXPECT_EQ(book.on_day("alice", kDay), 3);
 
-  book.restore_total("bob", 0);
-  book.restore_day("bob", kDay, 3);
+  book.restore_add("bob", 1, kDay, 1);
+  book.restore_add("bob", 2, kDay, 2);
   EXPECT_FALSE(book.take("bob", kDay, limits)) << "restored day count 3 is the day limit";
   EXPECT_TRUE(book.take("bob", kDay + 1, limits)) << "the restored day does not bind the next one";
-  EXPECT_EQ(book.total("bob"), 1);
+  EXPECT_EQ(book.total("bob"), 4);
 }
 
-TEST(QuotaTest, RestoreOverwrites) {
+TEST(QuotaTest, RestoreAddsFromSeveralThreads) {
   QuotaBook book;
-  ASSERT_EQ(take_n(book, "alice", kDay, {}, 5), 5);
-  book.restore_total("alice", 2);
-  book.restore_day("alice", kDay, 1);
-  EXPECT_EQ(book.total("alice"), 2);
-  EXPECT_EQ(book.on_day("alice", kDay), 1);
+  constexpr int kThreads = 4;
+  constexpr int kUsers = 20'000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int u = 0; u < kUsers; ++u) book.restore_add("user-" + std::to_string(u), 2, kDay, 1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(book.users(), static_cast<std::size_t>(kUsers));
+  for (int u = 0; u < kUsers; u += 37) {
+    EXPECT_EQ(book.total("user-" + std::to_string(u)), 2 * kThreads);
+    EXPECT_EQ(book.on_day("user-" + std::to_string(u), kDay), kThreads);
+  }
 }
 
 TEST(QuotaTest, ReadsDoNotCreateUsers) {
@@ -177,7 +187,7 @@ TEST(QuotaTest, ReserveThenRestore) {
   QuotaBook book;
   constexpr int kUsers = 50'000;
   book.reserve(kUsers);
-  for (int u = 0; u < kUsers; ++u) book.restore("user-" + std::to_string(u), u % 7, kDay, u % 3);
+  for (int u = 0; u < kUsers; ++u) book.restore_add("user-" + std::to_string(u), u % 7, kDay, u % 3);
   EXPECT_EQ(book.users(), static_cast<std::size_t>(kUsers));
   for (int u = 0; u < kUsers; u += 97) {
     EXPECT_EQ(book.total("user-" + std::to_string(u)), u % 7);

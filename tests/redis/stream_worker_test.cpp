@@ -109,7 +109,14 @@ class SwitchSink final : public Sink {
   Result<std::vector<StoredActivity>> load_activities() override { return inner_.load_activities(); }
   Status save_epoch(const EpochRecord& e) override { return inner_.save_epoch(e); }
   Result<std::vector<EpochRecord>> load_epochs(std::string_view a) override { return inner_.load_epochs(a); }
-  Result<ActivityTotals> load_totals(std::string_view a) override { return inner_.load_totals(a); }
+  Result<ActivityTotals> load_totals(std::string_view a, std::int64_t s,
+                                     const AddUserCounts& add) override {
+    return inner_.load_totals(a, s, add);
+  }
+  Result<LiveDraws> load_live_draws(std::string_view a, std::int64_t s, std::size_t n,
+                                    const OnDraw& on_draw) override {
+    return inner_.load_live_draws(a, s, n, on_draw);
+  }
 
  private:
   Sink& inner_;

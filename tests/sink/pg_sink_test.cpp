@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <random>
 #include <string>
@@ -91,6 +92,25 @@ DrawRecord make_win(const std::string& activity, std::int64_t seq, const std::st
   r.prize_name = "Prize " + prize;
   r.won = true;
   return r;
+}
+
+// user id -> (draws, draws at or after since_ms), as load_totals hands them over.
+using UserCounts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
+
+// load_totals with its per-user counts gathered.
+Result<ActivityTotals> load_totals(PgSink& sink, const std::string& activity,
+                                   UserCounts* users = nullptr, std::int64_t since_ms = 0) {
+  std::mutex mutex;
+  UserCounts gathered;
+  auto totals = sink.load_totals(activity, since_ms,
+                                 [&](std::string_view user, std::int64_t n, std::int64_t since) {
+                                   std::lock_guard lock(mutex);
+                                   auto& counts = gathered[std::string(user)];
+                                   counts.first += n;
+                                   counts.second += since;
+                                 });
+  if (users) *users = std::move(gathered);
+  return totals;
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
@@ -354,7 +374,7 @@ TEST_F(PgSinkTest, GroupCommitBatchesConcurrentAppends) {
   EXPECT_EQ(s.queue_depth, 0u);
   EXPECT_EQ(query("SELECT COUNT(*) FROM draws"), kThreads * kPerThread);
   for (int t = 0; t < kThreads; ++t) {
-    auto totals = sink->load_totals("act" + std::to_string(t));
+    auto totals = load_totals(*sink, "act" + std::to_string(t));
     ASSERT_TRUE(totals.ok());
     EXPECT_EQ(totals->next_seq, kPerThread);
   }
@@ -557,21 +577,40 @@ TEST_F(PgSinkTest, LoadsTotalsForRecovery) {
   append_and_wait(*sink, "other", 0, 7);
   ASSERT_TRUE(acks.wait_total(250));
 
-  auto totals = sink->load_totals("a");
+  UserCounts users;
+  // make_draw's rows were drawn at 1'700'000'000'000 + seq: "since" counts seqs 200..249.
+  auto totals = load_totals(*sink, "a", &users, 1'700'000'000'000 + 200);
   ASSERT_TRUE(totals.ok()) << totals.error().detail;
   EXPECT_EQ(totals->next_seq, 250);
   using Pairs = std::vector<std::pair<std::string, std::int64_t>>;
   EXPECT_EQ(totals->wins_by_prize, (Pairs{{"gold", 13}, {"silver", 12}}));
-  EXPECT_EQ(totals->draws_by_user, (Pairs{{"u0", 84}, {"u1", 83}, {"u2", 83}}));
+  EXPECT_EQ(users, (UserCounts{{"u0", {84, 17}}, {"u1", {83, 16}}, {"u2", {83, 17}}}));
   using Epochs = std::vector<std::pair<std::int64_t, std::int64_t>>;
   EXPECT_EQ(totals->first_seq_by_epoch, (Epochs{{0, 0}, {1, 40}, {2, 140}}));
 
-  auto empty = sink->load_totals("nope");
+  auto empty = load_totals(*sink, "nope", &users);
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(empty->next_seq, 0);
   EXPECT_TRUE(empty->wins_by_prize.empty());
-  EXPECT_TRUE(empty->draws_by_user.empty());
+  EXPECT_TRUE(users.empty());
   EXPECT_TRUE(empty->first_seq_by_epoch.empty());
+
+  // The live draws among the last 100 seqs (150..249), those at or after seq 200's time;
+  // seqs 0..149 are all older, so none is left out.
+  std::vector<std::int64_t> seqs;
+  auto live = sink->load_live_draws("a", 1'700'000'000'000 + 200, 100,
+                                    [&](const DrawRecord& r) { seqs.push_back(r.seq); });
+  ASSERT_TRUE(live.ok()) << live.error().detail;
+  EXPECT_EQ(live->delivered, 50u);
+  ASSERT_EQ(seqs.size(), 50u);
+  EXPECT_EQ(seqs.front(), 200);
+  EXPECT_EQ(seqs.back(), 249);
+  EXPECT_FALSE(live->newest_left_out_ms);
+  // The last 10 only: seqs 200..239 are live and left out.
+  auto fewer = sink->load_live_draws("a", 1'700'000'000'000 + 200, 10, [](const DrawRecord&) {});
+  ASSERT_TRUE(fewer.ok());
+  EXPECT_EQ(fewer->delivered, 10u);
+  EXPECT_EQ(fewer->newest_left_out_ms, std::optional<std::int64_t>(1'700'000'000'000 + 239));
 }
 
 TEST_F(PgSinkTest, DrawsSinceAndUserCountsSince) {
@@ -699,7 +738,7 @@ TEST_F(PgSinkTest, FlushAndStopCommitsEverythingDurably) {
   EXPECT_EQ(query("SELECT COUNT(*) FROM draws"), kRows);
   auto sink = open_sink();
   ASSERT_TRUE(sink);
-  auto totals = sink->load_totals("a");
+  auto totals = load_totals(*sink, "a");
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ(totals->next_seq, kRows);
 }

@@ -159,6 +159,25 @@ void append_and_wait(SqliteSink& sink, const std::string& activity, std::int64_t
   ASSERT_EQ(acks.durable(), to - from);
 }
 
+// user id -> (draws, draws at or after since_ms), as load_totals hands them over.
+using UserCounts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
+
+// load_totals with its per-user counts gathered (they may come from two threads).
+Result<ActivityTotals> load_totals(SqliteSink& sink, const std::string& activity,
+                                   UserCounts* users = nullptr, std::int64_t since_ms = 0) {
+  std::mutex mutex;
+  UserCounts gathered;
+  auto totals = sink.load_totals(activity, since_ms,
+                                 [&](std::string_view user, std::int64_t n, std::int64_t since) {
+                                   std::lock_guard lock(mutex);
+                                   auto& counts = gathered[std::string(user)];
+                                   counts.first += n;
+                                   counts.second += since;
+                                 });
+  if (users) *users = std::move(gathered);
+  return totals;
+}
+
 // ---------------------------------------------------------------------------
 
 TEST(SqliteSink, MigrationsAreAppliedOnce) {
@@ -289,7 +308,7 @@ TEST(SqliteSink, GroupCommitBatchesConcurrentAppends) {
   EXPECT_LT(s.committed_batches, s.committed_rows);
   EXPECT_EQ(s.queue_depth, 0u);
   for (int t = 0; t < kThreads; ++t) {
-    auto totals = sink->load_totals("act" + std::to_string(t));
+    auto totals = load_totals(*sink, "act" + std::to_string(t));
     ASSERT_TRUE(totals.ok());
     EXPECT_EQ(totals->next_seq, kPerThread);
   }
@@ -495,20 +514,22 @@ TEST(SqliteSink, LoadsTotalsForRecovery) {
   append_and_wait(*sink, "other", 0, 7);
   ASSERT_TRUE(acks.wait_total(250));
 
-  auto totals = sink->load_totals("a");
+  UserCounts users;
+  // Rows were drawn at 1'700'000'000'000 + seq: "since" counts seqs 200..249.
+  auto totals = load_totals(*sink, "a", &users, 1'700'000'000'000 + 200);
   ASSERT_TRUE(totals.ok()) << totals.error().detail;
   EXPECT_EQ(totals->next_seq, 250);
   using Pairs = std::vector<std::pair<std::string, std::int64_t>>;
   EXPECT_EQ(totals->wins_by_prize, (Pairs{{"gold", 13}, {"silver", 12}}));
-  EXPECT_EQ(totals->draws_by_user, (Pairs{{"u0", 84}, {"u1", 83}, {"u2", 83}}));
+  EXPECT_EQ(users, (UserCounts{{"u0", {84, 17}}, {"u1", {83, 16}}, {"u2", {83, 17}}}));
   using Epochs = std::vector<std::pair<std::int64_t, std::int64_t>>;
   EXPECT_EQ(totals->first_seq_by_epoch, (Epochs{{0, 0}, {1, 40}, {2, 140}}));
 
-  auto empty = sink->load_totals("nope");
+  auto empty = load_totals(*sink, "nope", &users);
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(empty->next_seq, 0);
   EXPECT_TRUE(empty->wins_by_prize.empty());
-  EXPECT_TRUE(empty->draws_by_user.empty());
+  EXPECT_TRUE(users.empty());
   EXPECT_TRUE(empty->first_seq_by_epoch.empty());
 }
 
@@ -543,44 +564,126 @@ TEST(SqliteSink, DrawsSinceAndUserCountsSince) {
   EXPECT_TRUE(none->empty());
 }
 
-TEST(SqliteSink, UserCountsSinceAfterLoadTotals) {
-  TempDir dir;
-  auto sink = open_sink(dir.file("fd.db"));
-  ASSERT_TRUE(sink);
-  Acks acks;
-  for (std::int64_t s = 0; s < 20; ++s) {
-    sink->append(make_draw("a", s, "u" + std::to_string(s % 4), 1000 + s * 100), acks.ack());
-  }
-  ASSERT_TRUE(acks.wait_total(20));
-  using Pairs = std::vector<std::pair<std::string, std::int64_t>>;
-
-  // Counted from what load_totals read, in the order of the totals.
-  auto totals = sink->load_totals("a");
-  ASSERT_TRUE(totals.ok());
-  EXPECT_EQ(totals->draws_by_user, (Pairs{{"u0", 5}, {"u1", 5}, {"u2", 5}, {"u3", 5}}));
-  auto counts = sink->user_counts_since("a", 2500);  // seqs 15..19
-  ASSERT_TRUE(counts.ok());
-  EXPECT_EQ(counts.value(), (Pairs{{"u0", 1}, {"u1", 1}, {"u2", 1}, {"u3", 2}}));
-
-  // A draw recorded between the two calls: counted from the file instead.
-  ASSERT_TRUE(sink->load_totals("a").ok());
-  sink->append(make_draw("a", 20, "u9", 4000), acks.ack());
-  ASSERT_TRUE(acks.wait_total(21));
-  auto later = sink->user_counts_since("a", 2500);
-  ASSERT_TRUE(later.ok());
-  EXPECT_EQ(later.value(), (Pairs{{"u0", 1}, {"u1", 1}, {"u2", 1}, {"u3", 2}, {"u9", 1}}));
-
-  // Asked again (the first answer used up what load_totals kept): same answer.
-  auto again = sink->user_counts_since("a", 2500);
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again.value(), later.value());
-}
-
 // Every field, for comparing records read back with what was written.
 auto fields(const DrawRecord& r) {
   return std::tie(r.draw_id, r.activity_id, r.seq, r.epoch, r.slot, r.user_id, r.idempotency_key,
                   r.candidate_id, r.prize_id, r.prize_name, r.won, r.drawn_at_ms);
 }
+
+// Past 2 x 65536 rows load_totals reads two halves on two connections: through
+// the table when the activity holds most of the file, else through its index.
+TEST(SqliteSink, LoadsTotalsOfALargeActivityInTwoHalves) {
+  TempDir dir;
+  SqliteSinkOptions options;
+  options.synchronous = SqliteSinkOptions::Synchronous::normal;
+  auto sink = open_sink(dir.file("fd.db"), options);
+  ASSERT_TRUE(sink);
+  constexpr std::int64_t kRows = 140'000;
+  constexpr std::int64_t kUsers = 5000;
+  constexpr std::int64_t kSince = 1'700'000'000'000 + 100'000;
+  UserCounts expected;
+  std::map<std::string, std::int64_t> expected_wins;
+  Acks acks;
+  for (std::int64_t s = 0; s < kRows; ++s) {
+    // Users repeat across the two halves; every 97th draw wins one of two prizes.
+    const std::string user = "user-" + std::to_string((s * 7919) % kUsers);
+    DrawRecord r = s % 97 == 0 ? make_win("big", s, s % 2 == 0 ? "gold" : "silver")
+                               : make_draw("big", s);
+    r.user_id = user;
+    r.drawn_at_ms = 1'700'000'000'000 + s;
+    auto& counts = expected[user];
+    ++counts.first;
+    if (r.drawn_at_ms >= kSince) ++counts.second;
+    if (r.won) ++expected_wins[*r.prize_id];
+    sink->append(std::move(r), acks.ack());
+    if (s % 4096 == 4095) {
+      ASSERT_TRUE(acks.wait_total(static_cast<int>(s + 1), 60s));
+    }
+  }
+  ASSERT_TRUE(acks.wait_total(static_cast<int>(kRows), 60s));
+  ASSERT_EQ(acks.durable(), kRows);
+
+  auto check = [&](const std::string& what) {
+    UserCounts users;
+    auto totals = load_totals(*sink, "big", &users, kSince);
+    ASSERT_TRUE(totals.ok()) << what << ": " << totals.error().detail;
+    EXPECT_EQ(totals->next_seq, kRows) << what;
+    EXPECT_EQ(users, expected) << what;
+    using Pairs = std::vector<std::pair<std::string, std::int64_t>>;
+    EXPECT_EQ(totals->wins_by_prize, Pairs(expected_wins.begin(), expected_wins.end())) << what;
+    ASSERT_EQ(totals->first_seq_by_epoch.size(), static_cast<std::size_t>(kRows / 100)) << what;
+    for (std::size_t e = 0; e < totals->first_seq_by_epoch.size(); ++e) {
+      ASSERT_EQ(totals->first_seq_by_epoch[e],
+                (std::pair<std::int64_t, std::int64_t>(static_cast<std::int64_t>(e),
+                                                       static_cast<std::int64_t>(e) * 100)))
+          << what;
+    }
+  };
+  check("the activity is the whole file");
+  // Now a minority of the file: the same answer through the index.
+  Acks more;
+  for (std::int64_t s = 0; s < kRows + 1000; ++s) {
+    sink->append(make_draw("other", s), more.ack());
+    if (s % 4096 == 4095) {
+      ASSERT_TRUE(more.wait_total(static_cast<int>(s + 1), 60s));
+    }
+  }
+  ASSERT_TRUE(more.wait_total(static_cast<int>(kRows + 1000), 60s));
+  check("the activity is under half of the file");
+}
+
+TEST(SqliteSink, LoadsTheLiveDrawsAmongTheLastSeqs) {
+  TempDir dir;
+  auto sink = open_sink(dir.file("fd.db"));
+  ASSERT_TRUE(sink);
+  Acks acks;
+  std::vector<DrawRecord> rows;
+  for (std::int64_t s = 0; s < 20; ++s) {
+    // Times follow seqs but not strictly: seq 13 was drawn "later" than 14..16.
+    DrawRecord r = s % 5 == 0 ? make_win("a", s, "gold") : make_draw("a", s, "u" + std::to_string(s % 3));
+    r.drawn_at_ms = 1000 + s * 100 + (s == 13 ? 350 : 0);
+    rows.push_back(r);
+    sink->append(std::move(r), acks.ack());
+  }
+  append_and_wait(*sink, "other", 0, 5);
+  ASSERT_TRUE(acks.wait_total(20));
+
+  auto load = [&](std::int64_t since_ms, std::size_t limit, std::vector<DrawRecord>& got) {
+    got.clear();
+    return sink->load_live_draws("a", since_ms, limit,
+                                 [&](const DrawRecord& r) { got.push_back(r); });
+  };
+  std::vector<DrawRecord> got;
+  // All live and within the limit: everything, in seq order, field by field.
+  auto all = load(0, 100, got);
+  ASSERT_TRUE(all.ok()) << all.error().detail;
+  EXPECT_EQ(all->delivered, 20u);
+  EXPECT_FALSE(all->newest_left_out_ms);
+  ASSERT_EQ(got.size(), rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(fields(got[i]), fields(rows[i]));
+
+  // The last 5 seqs (15..19); of the live draws before them, 13 is the newest.
+  auto last = load(2000, 5, got);
+  ASSERT_TRUE(last.ok());
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got.front().seq, 15);
+  EXPECT_EQ(got.back().seq, 19);
+  EXPECT_EQ(last->newest_left_out_ms, std::optional<std::int64_t>(1000 + 13 * 100 + 350));
+
+  // Draws before since_ms are neither delivered nor left out: of the last 8
+  // seqs (12..19), 12 (at 2200) is too old; before them none is live.
+  auto recent = load(2350, 8, got);
+  ASSERT_TRUE(recent.ok());
+  ASSERT_EQ(got.size(), 7u);
+  EXPECT_EQ(got.front().seq, 13);
+  EXPECT_FALSE(recent->newest_left_out_ms);
+
+  auto none = sink->load_live_draws("nope", 0, 10, [&](const DrawRecord&) { ADD_FAILURE(); });
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->delivered, 0u);
+  EXPECT_FALSE(none->newest_left_out_ms);
+}
+
 
 // A file as a build with only migration 001 left it, with rows in it.
 bool make_v1_file(const std::string& path, const std::vector<DrawRecord>& rows) {
@@ -721,13 +824,17 @@ TEST(SqliteSink, UpgradesAVersionOneFileWithItsRows) {
     }
   }
 
-  auto totals = sink->load_totals("a");
+  UserCounts users;
+  auto totals = load_totals(*sink, "a", &users);
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ(totals->next_seq, 60);
   using Pairs = std::vector<std::pair<std::string, std::int64_t>>;
   EXPECT_EQ(totals->wins_by_prize, (Pairs{{"gold", 5}, {"silver", 4}}));
-  EXPECT_EQ(totals->draws_by_user,
-            (Pairs{{"u0", 12}, {"u1", 12}, {"\xc3\xbc-ser", 12}, {"o'hara", 12}, {"u4", 12}}));
+  EXPECT_EQ(users, (UserCounts{{"u0", {12, 12}},
+                               {"u1", {12, 12}},
+                               {"\xc3\xbc-ser", {12, 12}},
+                               {"o'hara", {12, 12}},
+                               {"u4", {12, 12}}}));
   using Epochs = std::vector<std::pair<std::int64_t, std::int64_t>>;
   EXPECT_EQ(totals->first_seq_by_epoch, (Epochs{{0, 0}, {1, 25}, {2, 50}}));
   auto since = sink->draws_since("b", 1'700'000'000'000 + 8000, 100);  // seqs 24..29
@@ -880,7 +987,7 @@ TEST(SqliteSink, FlushAndStopCommitsEverythingDurably) {
   }
   auto sink = open_sink(path);
   ASSERT_TRUE(sink);
-  auto totals = sink->load_totals("a");
+  auto totals = load_totals(*sink, "a");
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ(totals->next_seq, 500);
   auto page = sink->activity_draws("a", -1, 1000);
@@ -934,7 +1041,7 @@ TEST(SqliteSink, FullQueueRefusesAndLeavesNoGap) {
   append_and_wait(*sink, "a", 0, 4);  // at most max_queue in flight
   append_and_wait(*sink, "a", 4, 6);
   EXPECT_TRUE(sink->healthy());
-  auto totals = sink->load_totals("a");
+  auto totals = load_totals(*sink, "a");
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ(totals->next_seq, 6);
 }
@@ -955,7 +1062,7 @@ TEST(SqliteSink, FullQueueBelowTheHoleStillCommitsThePrefix) {
   ASSERT_TRUE(acks.wait_total(5, 5s));
   EXPECT_EQ(acks.durable(), 3);
   EXPECT_EQ(acks.refused(), 2);
-  auto totals = sink->load_totals("a");
+  auto totals = load_totals(*sink, "a");
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ(totals->next_seq, 3);
   EXPECT_FALSE(found(*sink, make_draw("a", 4).draw_id));
@@ -1170,7 +1277,7 @@ TEST(SqliteSinkCrash, KillNineKeepsAContiguousPrefixAndEveryAck) {
   std::int64_t total = 0;
   for (std::int64_t a = 0; a < 3; ++a) {
     const std::string activity = "act" + std::to_string(a);
-    auto totals = sink->load_totals(activity);
+    auto totals = load_totals(*sink, activity);
     ASSERT_TRUE(totals.ok());
     const std::int64_t n = totals->next_seq;
     EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM draws WHERE activity_id = '" + activity + "'"),
@@ -1188,7 +1295,7 @@ TEST(SqliteSinkCrash, KillNineKeepsAContiguousPrefixAndEveryAck) {
   EXPECT_GE(total, static_cast<std::int64_t>(acked_count));
   // The sink resumes each activity right after its last row.
   Acks acks;
-  auto totals = sink->load_totals("act0");
+  auto totals = load_totals(*sink, "act0");
   ASSERT_TRUE(totals.ok());
   sink->append(make_draw("act0", totals->next_seq), acks.ack());
   ASSERT_TRUE(acks.wait_total(1));

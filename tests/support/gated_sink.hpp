@@ -1,7 +1,9 @@
 // Test support: a Sink decorator around the real sink that can hold appends
-// (and so their acks) until released, to observe a draw while it is in flight.
+// (and so their acks) until released, to observe a draw while it is in flight,
+// and hold the loading of live keys, to observe the engine while they come back.
 #pragma once
 
+#include <condition_variable>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -64,11 +66,33 @@ class GatedSink final : public Sink {
   Result<std::vector<EpochRecord>> load_epochs(std::string_view a) override {
     return inner_.load_epochs(a);
   }
-  Result<ActivityTotals> load_totals(std::string_view a) override { return inner_.load_totals(a); }
+  Result<ActivityTotals> load_totals(std::string_view a, std::int64_t s,
+                                     const AddUserCounts& add) override {
+    return inner_.load_totals(a, s, add);
+  }
+  Result<LiveDraws> load_live_draws(std::string_view a, std::int64_t s, std::size_t n,
+                                    const OnDraw& on_draw) override {
+    {
+      std::unique_lock l(m_);
+      live_cv_.wait(l, [&] { return !live_held_; });
+    }
+    return inner_.load_live_draws(a, s, n, on_draw);
+  }
+  // load_live_draws waits while they are held.
+  void hold_live_draws() { std::lock_guard l(m_); live_held_ = true; }
+  void release_live_draws() {
+    {
+      std::lock_guard l(m_);
+      live_held_ = false;
+    }
+    live_cv_.notify_all();
+  }
 
  private:
   Sink& inner_;
   std::mutex m_;
+  std::condition_variable live_cv_;
+  bool live_held_ = false;
   bool held_ = false;
   std::vector<std::pair<DrawRecord, Ack>> pending_;
 };

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 
 #include "fairdraw/clock.hpp"
@@ -44,8 +45,10 @@ class DrawEngine final : public Store {
   DrawEngine(const DrawEngine&) = delete;
   DrawEngine& operator=(const DrawEngine&) = delete;
 
-  // Rebuilds sequence, stock, quotas, epochs and live idempotency keys from the
-  // sink. Call once, before serving.
+  // Rebuilds sequence, stock, quotas and epochs from the sink. Call once,
+  // before serving. The live idempotency keys are restored on a thread of their
+  // own after it returns; meanwhile a key not found in memory is looked up in
+  // the sink, so a replay answers the same either way.
   Status recover();
 
   void draw(DrawCommand command, DrawCallback done) override;
@@ -83,6 +86,7 @@ class DrawEngine final : public Store {
                                         std::shared_ptr<EpochChain> chain, std::int64_t base_seq,
                                         bool ended);
   Status recover_activity(const StoredActivity& stored);
+  Result<LiveDraws> restore_live_keys(const std::string& activity_id, std::int64_t now_ms);
   ActivityView view_of(const Activity& act, std::int64_t now_ms) const;
 
   DrawEngineOptions options_;
@@ -98,6 +102,8 @@ class DrawEngine final : public Store {
   std::atomic<std::uint64_t> epochs_prepared_{0};
   std::atomic<std::uint64_t> epochs_built_on_draw_path_{0};
   std::atomic<bool> sink_failed_{false};
+  // Last: joined first on destruction, while all it restores into still lives.
+  std::jthread live_keys_restore_;
 };
 
 }  // namespace fairdraw

@@ -78,10 +78,25 @@ class IdempotencyTable {
               std::int64_t now_ms, std::size_t outcome_reserve = 0);
   // Drawing -> Done with the outcome (the entry keeps it until it expires).
   void complete(IdemEntry* entry, const DrawRecord& result);
+  // Drawing -> Done with a draw found in the durable record (a key evicted or
+  // left out of the ring), whose fingerprint the entry takes: the key stays its
+  // owner's even if the claimant's body differed.
+  void complete_from_record(IdemEntry* entry, const DrawRecord& record,
+                            std::uint64_t fingerprint);
   // Drawing -> Idle: the draw was refused (nothing recorded); the key may be retried.
   void release(IdemEntry* entry);
-  // Recovery: a Done entry from the durable record.
+  // Recovery: a Done entry from the durable record. It may run while claims
+  // are served (set_restoring()): a key claimed meanwhile is left to its
+  // claimant, and noted as left out unless it is Done already.
   void restore(const DrawRecord& record, std::uint64_t fingerprint);
+  // Recovery: live keys up to created_ms exist in the durable record but were
+  // not restored; until they expire a miss must look there (maybe_evicted()).
+  void note_left_out(std::int64_t created_ms);
+  // Recovery in the background: while on, any miss may be a key not restored
+  // yet. The draw path loads restoring() BEFORE its claim: if it reads false,
+  // every restore() happened before the claim, which therefore finds its key.
+  void set_restoring(bool on);
+  bool restoring() const;
 
   // Drops entries older than the TTL, oldest first; returns how many.
   std::size_t expire(std::int64_t now_ms);
@@ -121,6 +136,7 @@ class IdempotencyTable {
   IdemEntry* ring_head_ = nullptr;  // guarded by ring_mutex_
   IdemEntry* ring_tail_ = nullptr;  // guarded by ring_mutex_
   std::size_t ring_size_ = 0;       // guarded by ring_mutex_
+  std::atomic<bool> restoring_{false};
   std::atomic<std::int64_t> newest_evicted_early_ms_{INT64_MIN};
   std::atomic<std::uint64_t> evicted_early_{0};
   std::atomic<std::size_t> size_{0};

@@ -35,12 +35,12 @@ class QuotaBook {
   void give_back(std::string_view user_id, std::int64_t day);
 
   // Recovery: room for this many users in all (no rehashing while restoring),
-  // totals, and counts for the current day.
+  // then the recorded draws added to the user's counts: `draws` in all, of
+  // which `day_draws` on local day `day` (the current one). Counts add up, so
+  // a user's draws may come in several parts, from several threads at once.
   void reserve(std::size_t users);
-  void restore_total(std::string_view user_id, std::int64_t count);
-  void restore(std::string_view user_id, std::int64_t total, std::int64_t day,
-               std::int64_t day_count);  // both at once
-  void restore_day(std::string_view user_id, std::int64_t day, std::int64_t count);
+  void restore_add(std::string_view user_id, std::int64_t draws, std::int64_t day,
+                   std::int64_t day_draws);
 
   std::int64_t total(std::string_view user_id) const;
   std::int64_t on_day(std::string_view user_id, std::int64_t day) const;

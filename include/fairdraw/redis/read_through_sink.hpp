@@ -52,7 +52,14 @@ class ReadThroughSink final : public Sink {
   Result<std::vector<EpochRecord>> load_epochs(std::string_view activity_id) override {
     return db_.load_epochs(activity_id);
   }
-  Result<ActivityTotals> load_totals(std::string_view activity_id) override { return db_.load_totals(activity_id); }
+  Result<ActivityTotals> load_totals(std::string_view activity_id, std::int64_t since_ms,
+                                     const AddUserCounts& add) override {
+    return db_.load_totals(activity_id, since_ms, add);
+  }
+  Result<LiveDraws> load_live_draws(std::string_view activity_id, std::int64_t since_ms,
+                                    std::size_t limit, const OnDraw& on_draw) override {
+    return db_.load_live_draws(activity_id, since_ms, limit, on_draw);
+  }
 
  private:
   Sink& db_;

@@ -87,7 +87,10 @@ class PgSink final : public Sink {
   // admin change of an activity (activity_changes). Durable when they return.
   Status save_public_epoch(const EpochRecord& epoch, bool revealed);
   Status save_activity_change(const StoredActivity& activity);
-  Result<ActivityTotals> load_totals(std::string_view activity_id) override;
+  Result<ActivityTotals> load_totals(std::string_view activity_id, std::int64_t since_ms,
+                                     const AddUserCounts& add) override;
+  Result<LiveDraws> load_live_draws(std::string_view activity_id, std::int64_t since_ms,
+                                    std::size_t limit, const OnDraw& on_draw) override;
 
  private:
   struct Impl;

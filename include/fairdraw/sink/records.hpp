@@ -2,6 +2,7 @@
 // the sinks and the HTTP handlers.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -57,12 +58,20 @@ struct StoredActivity {
   std::int64_t updated_at_ms = 0;
 };
 
-// What recovery needs from the record of one activity.
+// What recovery needs from the record of one activity (the per-user counts
+// are handed over while they are read: see Sink::load_totals).
 struct ActivityTotals {
   std::int64_t next_seq = 0;  // max(seq) + 1, or 0
-  std::vector<std::pair<std::string, std::int64_t>> wins_by_prize;
-  std::vector<std::pair<std::string, std::int64_t>> draws_by_user;
-  std::vector<std::pair<std::int64_t, std::int64_t>> first_seq_by_epoch;  // (epoch, min seq)
+  std::vector<std::pair<std::string, std::int64_t>> wins_by_prize;        // sorted by prize id
+  std::vector<std::pair<std::int64_t, std::int64_t>> first_seq_by_epoch;  // (epoch, min seq), sorted
+};
+
+// What Sink::load_live_draws left out.
+struct LiveDraws {
+  std::size_t delivered = 0;
+  // The newest drawn_at_ms among draws at or after since_ms that were not
+  // delivered (beyond the limit); their keys must still be looked up in the sink.
+  std::optional<std::int64_t> newest_left_out_ms;
 };
 
 }  // namespace fairdraw

@@ -65,7 +65,22 @@ class Sink {
   virtual Result<std::vector<StoredActivity>> load_activities() = 0;
   virtual Status save_epoch(const EpochRecord& epoch) = 0;  // insert or replace
   virtual Result<std::vector<EpochRecord>> load_epochs(std::string_view activity_id) = 0;
-  virtual Result<ActivityTotals> load_totals(std::string_view activity_id) = 0;
+
+  // Recovery. Per-user counts are not returned but handed to `add` as they are
+  // read, as (user_id, draws, draws at or after since_ms): a user may come
+  // several times (the counts add up), from several threads at once, in no
+  // particular order. Nothing of them is kept once `add` returns.
+  using AddUserCounts =
+      std::function<void(std::string_view user_id, std::int64_t draws, std::int64_t draws_since)>;
+  virtual Result<ActivityTotals> load_totals(std::string_view activity_id, std::int64_t since_ms,
+                                             const AddUserCounts& add) = 0;
+  // Recovery of live idempotency keys: the activity's draws at or after
+  // since_ms among its last `limit` seqs, handed to on_draw one at a time in seq
+  // order (the record is reused for the next one). Every other draw at or
+  // after since_ms is counted in the answer's newest_left_out_ms.
+  using OnDraw = std::function<void(const DrawRecord& record)>;
+  virtual Result<LiveDraws> load_live_draws(std::string_view activity_id, std::int64_t since_ms,
+                                            std::size_t limit, const OnDraw& on_draw) = 0;
 };
 
 }  // namespace fairdraw

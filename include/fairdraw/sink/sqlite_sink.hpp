@@ -79,7 +79,13 @@ class SqliteSink final : public Sink {
   Result<std::vector<StoredActivity>> load_activities() override;
   Status save_epoch(const EpochRecord& epoch) override;
   Result<std::vector<EpochRecord>> load_epochs(std::string_view activity_id) override;
-  Result<ActivityTotals> load_totals(std::string_view activity_id) override;
+  // Past 131,072 rows, reads the activity's rows in two halves on two
+  // connections at once (the caller's thread and one more): `add` is then
+  // called from both.
+  Result<ActivityTotals> load_totals(std::string_view activity_id, std::int64_t since_ms,
+                                     const AddUserCounts& add) override;
+  Result<LiveDraws> load_live_draws(std::string_view activity_id, std::int64_t since_ms,
+                                    std::size_t limit, const OnDraw& on_draw) override;
 
  private:
   struct Impl;
