@@ -316,6 +316,8 @@ struct Api::PendingDraw {
   std::string path;
   std::string allow_origin;
   std::array<char, 128> request_id{};
+  // Set on the sink's writer thread before the draw is queued for answering.
+  std::optional<Result<DrawOutcome>> outcome;
 
   void keep(Answer&& a) {
     answer = std::move(a);
@@ -363,6 +365,52 @@ void Api::expire_deadlines() {
                                        "the same Idempotency-Key to get its outcome"),
                             draw->path));
   }
+}
+
+// Runs on the sink's writer thread, once per acknowledged draw. Only the draw
+// that finds the queue empty posts to an io thread: the acks of one commit
+// cost one post between them (a post from a thread outside the io_context
+// allocates; the writer commits tens of rows at a time under load).
+void Api::queue_answer(const std::shared_ptr<PendingDraw>& draw) {
+  bool wake = false;
+  {
+    std::lock_guard lock(answers_mutex_);
+    wake = answers_.empty();
+    answers_.push_back(draw);
+  }
+  if (wake) ctx_.post([this] { answer_draws(); });
+}
+
+// On an io thread: answers every draw queued so far. The queue's storage goes
+// round between answers_, the batch and spare_answers_, so a steady load
+// allocates none of it.
+void Api::answer_draws() {
+  std::vector<std::shared_ptr<PendingDraw>> batch;
+  {
+    std::lock_guard lock(answers_mutex_);
+    batch.swap(answers_);
+    answers_.swap(spare_answers_);
+  }
+  for (auto& pending : batch) {
+    if (pending->answered.exchange(true)) continue;  // the deadline answered already
+    const Result<DrawOutcome>& outcome = *pending->outcome;
+    if (!outcome.ok()) {
+      ctx_.metrics.count_draw(problem_info(outcome.error().kind).type);
+      pending->finish(*this, problem_response(outcome.error(), pending->path));
+      continue;
+    }
+    const DrawOutcome& o = outcome.value();
+    ctx_.metrics.count_draw(o.replayed ? "replayed" : (o.record.won ? "won" : "miss"));
+    http::Response response;
+    response.status = 200;
+    response.content_type = "application/json";
+    if (o.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
+    response.body = draw_body(o.record);
+    pending->finish(*this, std::move(response));
+  }
+  batch.clear();
+  std::lock_guard lock(answers_mutex_);
+  if (spare_answers_.capacity() < batch.capacity()) spare_answers_.swap(batch);
 }
 
 // Decorates the response (CORS), records the request's metrics and log line,
@@ -615,23 +663,10 @@ void Api::handle(http::Request&& request, http::Responder respond) {
         std::lock_guard lock(pending_mutex_);
         pending_.push_back(pending);
       }
-      ctx_.store.draw(std::move(command), [this, pending](Result<DrawOutcome> outcome) mutable {
-        // Completions arrive on the sink's writer thread: do the JSON on an io thread.
-        ctx_.post([this, pending = std::move(pending), outcome = std::move(outcome)]() mutable {
-          if (pending->answered.exchange(true)) return;  // the deadline answered already
-          if (!outcome.ok()) {
-            ctx_.metrics.count_draw(problem_info(outcome.error().kind).type);
-            return pending->finish(*this, problem_response(outcome.error(), pending->path));
-          }
-          const DrawOutcome& o = outcome.value();
-          ctx_.metrics.count_draw(o.replayed ? "replayed" : (o.record.won ? "won" : "miss"));
-          http::Response response;
-          response.status = 200;
-          response.content_type = "application/json";
-          if (o.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
-          response.body = draw_body(o.record);
-          pending->finish(*this, std::move(response));
-        });
+      ctx_.store.draw(std::move(command), [this, pending](Result<DrawOutcome> outcome) {
+        // Completions arrive on the sink's writer thread: the JSON is done on an io thread.
+        pending->outcome.emplace(std::move(outcome));
+        queue_answer(pending);
       });
       return;
     }

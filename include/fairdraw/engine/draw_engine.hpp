@@ -67,6 +67,8 @@ class DrawEngine final : public Store {
   struct EpochChain;
   struct EpochDeck;
   struct Tokens;
+  struct InFlight;
+  class InFlightPool;
   using Registry = std::unordered_map<std::string, std::shared_ptr<Activity>>;
 
   std::shared_ptr<Activity> find(const std::string& id) const;
@@ -91,6 +93,7 @@ class DrawEngine final : public Store {
   Entropy& entropy_;
   IdempotencyTable idempotency_;
   std::unique_ptr<Tokens> tokens_;
+  std::unique_ptr<InFlightPool> in_flight_pool_;
 
   mutable std::mutex registry_mutex_;  // writers of registry_ only
   SharedSlot<const Registry> registry_;
