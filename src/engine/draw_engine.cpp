@@ -188,7 +188,9 @@ struct DrawEngine::Tokens {
 // A draw between its append and its ack: what the ack needs to finish it (the
 // record for the answer and the idempotency entry, the caller's callback).
 // Recycled, so the ack is a pointer and the sink's Ack holds it inline. Taken
-// on io threads and given back on the sink's writer thread: one shared list.
+// on io threads and given back on the sink's writer thread: one shared list,
+// owned by the engine and by every handle (an ack is destroyed after its call
+// has woken whoever waits for the draw, possibly after the engine is gone).
 struct DrawEngine::InFlight {
   std::shared_ptr<Activity> act;
   IdemEntry* entry = nullptr;
@@ -199,12 +201,15 @@ struct DrawEngine::InFlight {
 class DrawEngine::InFlightPool {
  public:
   struct Recycle {
-    InFlightPool* pool;
+    std::shared_ptr<InFlightPool> pool;
     void operator()(InFlight* draw) const noexcept { pool->give(draw); }
   };
   using Handle = std::unique_ptr<InFlight, Recycle>;
 
-  Handle take() {
+  static Handle take(const std::shared_ptr<InFlightPool>& pool) { return pool->take_one(pool); }
+
+ private:
+  Handle take_one(const std::shared_ptr<InFlightPool>& self) {
     InFlight* draw = nullptr;
     {
       std::lock_guard lock(mutex_);
@@ -213,10 +218,9 @@ class DrawEngine::InFlightPool {
         free_.pop_back();
       }
     }
-    return Handle(draw != nullptr ? draw : new InFlight, Recycle{this});
+    return Handle(draw != nullptr ? draw : new InFlight, Recycle{self});
   }
 
- private:
   // Enough for the acks of a few large commits; more are freed.
   static constexpr std::size_t kKept = 512;
 
@@ -244,7 +248,7 @@ DrawEngine::DrawEngine(DrawEngineOptions options, Sink& sink, Clock& clock, Entr
       entropy_(entropy),
       idempotency_(options_.idempotency_capacity, options_.idempotency_ttl_ms),
       tokens_(std::make_unique<Tokens>()),
-      in_flight_pool_(std::make_unique<InFlightPool>()),
+      in_flight_pool_(std::make_shared<InFlightPool>()),
       registry_(std::make_shared<const Registry>()) {}
 
 DrawEngine::~DrawEngine() = default;
@@ -359,7 +363,7 @@ void DrawEngine::finish_draw(const std::shared_ptr<Activity>& act,
   const std::int64_t epoch = chain.epoch_of(seq);
   const std::int64_t slot = chain.slot_of(seq);
 
-  auto pending = in_flight_pool_->take();
+  auto pending = InFlightPool::take(in_flight_pool_);
   pending->act = act;
   pending->entry = entry;
   pending->done = std::move(done);

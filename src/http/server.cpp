@@ -291,6 +291,84 @@ class FreeList {
   }
 };
 
+// Memory for the operations that carry work from one thread to another: a
+// response onto its connection's strand (the strand's queue entry and, when the
+// strand was idle, its wake-up) and Server::post (the sink's writer waking an io
+// thread). Asio's own cache keeps one block per thread, which a connection's
+// reads and timers keep taking, and a thread outside the io_context has none, so
+// each of those allocated. Fixed-size blocks in one list shared by all threads
+// (an operation is often freed on another thread than the one that made it);
+// larger requests and blocks beyond kKept go to operator new/delete. Never
+// destroyed, so an operation freed during static destruction still finds it.
+class CrossThreadOps {
+ public:
+  static void* allocate(std::size_t size) {
+    if (size > kBlock) return ::operator new(size);
+    CrossThreadOps& ops = instance();
+    {
+      std::lock_guard lock(ops.mutex_);
+      if (!ops.free_.empty()) {
+        void* block = ops.free_.back();
+        ops.free_.pop_back();
+        return block;
+      }
+    }
+    return ::operator new(kBlock);
+  }
+
+  static void deallocate(void* block, std::size_t size) noexcept {
+    if (size <= kBlock) {
+      CrossThreadOps& ops = instance();
+      std::lock_guard lock(ops.mutex_);
+      if (ops.free_.size() < kKept) {
+        ops.free_.push_back(block);  // capacity reserved: cannot throw
+        return;
+      }
+    }
+    ::operator delete(block);
+  }
+
+ private:
+  static constexpr std::size_t kBlock = 256;  // a response's strand operation is ~200 bytes
+  static constexpr std::size_t kKept = 1024;
+
+  CrossThreadOps() { free_.reserve(kKept); }
+  static CrossThreadOps& instance() {
+    static CrossThreadOps* ops = new CrossThreadOps;  // NOLINT: deliberately never deleted
+    return *ops;
+  }
+
+  std::mutex mutex_;
+  std::vector<void*> free_;
+};
+
+template <class T>
+struct CrossThreadAllocator {
+  using value_type = T;
+  CrossThreadAllocator() noexcept = default;
+  template <class U>
+  CrossThreadAllocator(const CrossThreadAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  T* allocate(std::size_t n) { return static_cast<T*>(CrossThreadOps::allocate(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t n) noexcept { CrossThreadOps::deallocate(p, n * sizeof(T)); }
+  template <class U>
+  bool operator==(const CrossThreadAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator!=(const CrossThreadAllocator<U>&) const noexcept { return false; }
+};
+
+// A handler whose operations take their memory from CrossThreadOps.
+template <class F>
+struct CrossThreadHandler {
+  using allocator_type = CrossThreadAllocator<void>;
+  allocator_type get_allocator() const noexcept { return {}; }
+  void operator()() { f(); }
+  F f;
+};
+template <class F>
+CrossThreadHandler<std::decay_t<F>> cross_thread(F&& f) {
+  return {std::forward<F>(f)};
+}
+
 // Beast's HTTP/1.1 parser (framing, limits, chunked decoding) writing into our
 // own Request: the request line, the fields and the body go straight into the
 // connection's reused strings. Beast's request_parser kept each field in an
@@ -605,9 +683,9 @@ class Session : public std::enable_shared_from_this<Session> {
       x_->sync_response = std::move(response);
       return;
     }
-    net::post(executor_, [self = shared_from_this(), r = std::move(response)]() mutable {
+    net::post(executor_, cross_thread([self = shared_from_this(), r = std::move(response)]() mutable {
       self->on_response(std::move(r));
-    });
+    }));
   }
 
   void on_server_stopping() {
@@ -1319,7 +1397,7 @@ void Server::run(std::function<void()> on_stopping) { impl_->core.run(std::move(
 
 void Server::shutdown() { impl_->core.shutdown(); }
 
-void Server::post(std::function<void()> fn) { net::post(impl_->core.io, std::move(fn)); }
+void Server::post(std::function<void()> fn) { net::post(impl_->core.io, cross_thread(std::move(fn))); }
 
 std::shared_ptr<Timer> Server::every(std::chrono::milliseconds period, std::function<void()> fn) {
   auto timer = std::make_shared<RepeatingTimer>(impl_->core.io, period, std::move(fn));

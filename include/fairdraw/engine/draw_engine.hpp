@@ -93,7 +93,7 @@ class DrawEngine final : public Store {
   Entropy& entropy_;
   IdempotencyTable idempotency_;
   std::unique_ptr<Tokens> tokens_;
-  std::unique_ptr<InFlightPool> in_flight_pool_;
+  std::shared_ptr<InFlightPool> in_flight_pool_;
 
   mutable std::mutex registry_mutex_;  // writers of registry_ only
   SharedSlot<const Registry> registry_;
