@@ -59,7 +59,7 @@ constexpr std::size_t kKeptBodyCapacity = 4096;
 constexpr std::size_t kKeptBufferCapacity = 16384;
 constexpr std::size_t kKeptTargetCapacity = 1024;
 constexpr std::size_t kKeptHeaderFields = 32;
-constexpr std::size_t kPooledExchanges = 64;  // per io thread
+constexpr std::size_t kPooledExchanges = 128;  // for all io threads
 constexpr std::size_t kPooledSlots = 256;     // per thread
 constexpr unsigned kMaxSyncNesting = 8;
 
@@ -369,6 +369,43 @@ CrossThreadHandler<std::decay_t<F>> cross_thread(F&& f) {
   return {std::forward<F>(f)};
 }
 
+// One free list for all threads, for objects that often come back on another
+// thread than the one that took them: a per-thread list then runs dry on one
+// thread while the other frees what does not fit (under load about one in five
+// Exchanges was new, and a new one grows its strings and vectors again).
+template <class T, std::size_t kMax>
+class SharedFreeList {
+ public:
+  static std::unique_ptr<T> take() {
+    SharedFreeList& l = instance();
+    {
+      std::lock_guard lock(l.mutex_);
+      if (!l.free_.empty()) {
+        std::unique_ptr<T> p = std::move(l.free_.back());
+        l.free_.pop_back();
+        return p;
+      }
+    }
+    return std::make_unique<T>();
+  }
+
+  static void give(std::unique_ptr<T> p) {
+    SharedFreeList& l = instance();
+    std::lock_guard lock(l.mutex_);
+    if (l.free_.size() < kMax) l.free_.push_back(std::move(p));  // capacity reserved: cannot throw
+  }
+
+ private:
+  SharedFreeList() { free_.reserve(kMax); }
+  static SharedFreeList& instance() {
+    static SharedFreeList* l = new SharedFreeList;  // NOLINT: never deleted, as CrossThreadOps
+    return *l;
+  }
+
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<T>> free_;
+};
+
 // Beast's HTTP/1.1 parser (framing, limits, chunked decoding) writing into our
 // own Request: the request line, the fields and the body go straight into the
 // connection's reused strings. Beast's request_parser kept each field in an
@@ -616,7 +653,7 @@ struct Exchange {
     }
   }
 };
-using ExchangePool = FreeList<Exchange, kPooledExchanges>;
+using ExchangePool = SharedFreeList<Exchange, kPooledExchanges>;
 
 // Where the Responder of a request answers to: its session, held weakly (a
 // Responder that outlives the server must not keep sockets alive). Pooled.
