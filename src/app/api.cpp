@@ -316,8 +316,6 @@ struct Api::PendingDraw {
   std::string path;
   std::string allow_origin;
   std::array<char, 128> request_id{};
-  // Set on the sink's writer thread before the draw is queued for answering.
-  std::optional<Result<DrawOutcome>> outcome;
 
   void keep(Answer&& a) {
     answer = std::move(a);
@@ -367,16 +365,17 @@ void Api::expire_deadlines() {
   }
 }
 
-// Runs on the sink's writer thread, once per acknowledged draw. Only the draw
-// that finds the queue empty posts to an io thread: the acks of one commit
-// cost one post between them (a post from a thread outside the io_context
-// allocates; the writer commits tens of rows at a time under load).
-void Api::queue_answer(const std::shared_ptr<PendingDraw>& draw) {
+// Runs where the store completes the draw (the sink's writer thread), once per
+// draw. Only the draw that finds the queue empty posts to an io thread, so the
+// acks of one group commit share one post. The outcome waits here, not in the
+// PendingDraw: the deadline list's weak_ptr keeps a PendingDraw's memory until
+// its deadline, long after the answer.
+void Api::queue_answer(const std::shared_ptr<PendingDraw>& draw, Result<DrawOutcome> outcome) {
   bool wake = false;
   {
     std::lock_guard lock(answers_mutex_);
     wake = answers_.empty();
-    answers_.push_back(draw);
+    answers_.push_back(DrawAnswer{draw, std::move(outcome)});
   }
   if (wake) ctx_.post([this] { answer_draws(); });
 }
@@ -385,15 +384,14 @@ void Api::queue_answer(const std::shared_ptr<PendingDraw>& draw) {
 // round between answers_, the batch and spare_answers_, so a steady load
 // allocates none of it.
 void Api::answer_draws() {
-  std::vector<std::shared_ptr<PendingDraw>> batch;
+  std::vector<DrawAnswer> batch;
   {
     std::lock_guard lock(answers_mutex_);
     batch.swap(answers_);
     answers_.swap(spare_answers_);
   }
-  for (auto& pending : batch) {
+  for (auto& [pending, outcome] : batch) {
     if (pending->answered.exchange(true)) continue;  // the deadline answered already
-    const Result<DrawOutcome>& outcome = *pending->outcome;
     if (!outcome.ok()) {
       ctx_.metrics.count_draw(problem_info(outcome.error().kind).type);
       pending->finish(*this, problem_response(outcome.error(), pending->path));
@@ -665,8 +663,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       }
       ctx_.store.draw(std::move(command), [this, pending](Result<DrawOutcome> outcome) {
         // Completions arrive on the sink's writer thread: the JSON is done on an io thread.
-        pending->outcome.emplace(std::move(outcome));
-        queue_answer(pending);
+        queue_answer(pending, std::move(outcome));
       });
       return;
     }

@@ -60,7 +60,7 @@ constexpr std::size_t kKeptBufferCapacity = 16384;
 constexpr std::size_t kKeptTargetCapacity = 1024;
 constexpr std::size_t kKeptHeaderFields = 32;
 constexpr std::size_t kPooledExchanges = 128;  // for all io threads
-constexpr std::size_t kPooledSlots = 256;     // per thread
+constexpr std::size_t kPooledSlots = 512;     // for all threads
 constexpr unsigned kMaxSyncNesting = 8;
 
 // splitmix64: request ids only need to be unique-ish and cheap, not secret.
@@ -259,36 +259,6 @@ struct Core {
   net::steady_timer grace;
   std::optional<net::signal_set> signals;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;  // under mu
-};
-
-// Per-thread free lists: taking and returning an object allocates nothing once
-// warm. Objects may come back on another io thread than the one that took
-// them; each list is bounded and frees what does not fit.
-template <class T, std::size_t kMax>
-class FreeList {
- public:
-  static std::unique_ptr<T> take() {
-    auto& list = local();
-    if (list.empty()) return std::make_unique<T>();
-    std::unique_ptr<T> p = std::move(list.back());
-    list.pop_back();
-    return p;
-  }
-
-  static void give(std::unique_ptr<T> p) {
-    auto& list = local();
-    if (list.size() < kMax) list.push_back(std::move(p));
-  }
-
- private:
-  static std::vector<std::unique_ptr<T>>& local() {
-    thread_local std::vector<std::unique_ptr<T>> list = [] {
-      std::vector<std::unique_ptr<T>> v;
-      v.reserve(kMax);
-      return v;
-    }();
-    return list;
-  }
 };
 
 // Memory for the operations that carry work from one thread to another: a
@@ -670,7 +640,7 @@ class ResponseSlot final : public Responder::Target {
   std::weak_ptr<Session> session_;
   std::atomic<bool> used_{false};
 };
-using SlotPool = FreeList<ResponseSlot, kPooledSlots>;
+using SlotPool = SharedFreeList<ResponseSlot, kPooledSlots>;  // freed where the last Responder goes
 
 // Where a session is in its request cycle; timers and shutdown act by phase.
 enum class Phase { idle, reading, continuing, handling, writing, lingering, closed };

@@ -55,7 +55,11 @@ class Api {
   struct Answer;
   struct PendingDraw;
   void finish(const Answer& answer, http::Response response);
-  void queue_answer(const std::shared_ptr<PendingDraw>& draw);
+  struct DrawAnswer {
+    std::shared_ptr<PendingDraw> draw;
+    Result<DrawOutcome> outcome;
+  };
+  void queue_answer(const std::shared_ptr<PendingDraw>& draw, Result<DrawOutcome> outcome);
   void answer_draws();
 
   ApiContext ctx_;
@@ -66,8 +70,8 @@ class Api {
   std::deque<std::weak_ptr<PendingDraw>> pending_;  // guarded by pending_mutex_
   std::mutex answers_mutex_;
   // Draws with their outcome, waiting for an io thread to answer them.
-  std::vector<std::shared_ptr<PendingDraw>> answers_;        // guarded by answers_mutex_
-  std::vector<std::shared_ptr<PendingDraw>> spare_answers_;  // empty; guarded by answers_mutex_
+  std::vector<DrawAnswer> answers_;        // guarded by answers_mutex_
+  std::vector<DrawAnswer> spare_answers_;  // empty; guarded by answers_mutex_
 };
 
 // Exposed for tests: the Idempotency-Key header, bare or as a quoted string.
