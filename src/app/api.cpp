@@ -17,6 +17,7 @@
 #include "fairdraw/app/log.hpp"
 #include "fairdraw/app/problem.hpp"
 #include "fairdraw/app/router.hpp"
+#include "fairdraw/block_pool.hpp"
 #include "fairdraw/engine/ulid.hpp"
 
 namespace fairdraw::app {
@@ -328,12 +329,25 @@ struct Api::PendingDraw {
     answer.request_id = std::string_view(request_id.data(), id_size);
   }
 
+  static std::shared_ptr<PendingDraw> make();
+
   // Answers once; the Responder goes with the answer, on this io thread.
   void finish(Api& api, http::Response response) {
     api.finish(answer, std::move(response));
     answer.respond = http::Responder();
   }
 };
+
+// A PendingDraw and its shared_ptr control block in one pooled block: one was
+// allocated per draw. It is made on the io thread that reads the request and
+// freed where the deadline list drops its weak_ptr, hence a pool shared by all
+// threads. 1024 blocks cover ~200 ms of draws at 5000/s (expire_deadlines
+// frees them every 20 ms).
+std::shared_ptr<Api::PendingDraw> Api::PendingDraw::make() {
+  struct Tag {};
+  using Blocks = BlockPool<Tag, sizeof(PendingDraw) + 64, 1024>;
+  return std::allocate_shared<PendingDraw>(BlockPoolAllocator<PendingDraw, Blocks>());
+}
 
 Api::Api(ApiContext context) : ctx_(std::move(context)) {
   if (const AuthConfig& a = ctx_.config.auth; a.admin_max_failures > 0) {
@@ -654,7 +668,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
         key = "auto-" + make_ulid(now, entropy);
       }
       command.idempotency_key = std::move(*key);
-      auto pending = std::make_shared<PendingDraw>();
+      auto pending = PendingDraw::make();
       pending->deadline = started + std::chrono::milliseconds(ctx_.config.http.request_timeout_ms);
       pending->keep(std::move(answer));  // `finish` and `fail` are not used from here on
       {

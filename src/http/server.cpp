@@ -37,6 +37,8 @@
 #include <boost/beast/http/write.hpp>
 #pragma GCC diagnostic pop
 
+#include "fairdraw/block_pool.hpp"
+
 namespace fairdraw::http {
 namespace {
 
@@ -266,70 +268,14 @@ struct Core {
 // strand was idle, its wake-up) and Server::post (the sink's writer waking an io
 // thread). Asio's own cache keeps one block per thread, which a connection's
 // reads and timers keep taking, and a thread outside the io_context has none, so
-// each of those allocated. Fixed-size blocks in one list shared by all threads
-// (an operation is often freed on another thread than the one that made it);
-// larger requests and blocks beyond kKept go to operator new/delete. Never
-// destroyed, so an operation freed during static destruction still finds it.
-class CrossThreadOps {
- public:
-  static void* allocate(std::size_t size) {
-    if (size > kBlock) return ::operator new(size);
-    CrossThreadOps& ops = instance();
-    {
-      std::lock_guard lock(ops.mutex_);
-      if (!ops.free_.empty()) {
-        void* block = ops.free_.back();
-        ops.free_.pop_back();
-        return block;
-      }
-    }
-    return ::operator new(kBlock);
-  }
-
-  static void deallocate(void* block, std::size_t size) noexcept {
-    if (size <= kBlock) {
-      CrossThreadOps& ops = instance();
-      std::lock_guard lock(ops.mutex_);
-      if (ops.free_.size() < kKept) {
-        ops.free_.push_back(block);  // capacity reserved: cannot throw
-        return;
-      }
-    }
-    ::operator delete(block);
-  }
-
- private:
-  static constexpr std::size_t kBlock = 256;  // a response's strand operation is ~200 bytes
-  static constexpr std::size_t kKept = 1024;
-
-  CrossThreadOps() { free_.reserve(kKept); }
-  static CrossThreadOps& instance() {
-    static CrossThreadOps* ops = new CrossThreadOps;  // NOLINT: deliberately never deleted
-    return *ops;
-  }
-
-  std::mutex mutex_;
-  std::vector<void*> free_;
-};
-
-template <class T>
-struct CrossThreadAllocator {
-  using value_type = T;
-  CrossThreadAllocator() noexcept = default;
-  template <class U>
-  CrossThreadAllocator(const CrossThreadAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
-  T* allocate(std::size_t n) { return static_cast<T*>(CrossThreadOps::allocate(n * sizeof(T))); }
-  void deallocate(T* p, std::size_t n) noexcept { CrossThreadOps::deallocate(p, n * sizeof(T)); }
-  template <class U>
-  bool operator==(const CrossThreadAllocator<U>&) const noexcept { return true; }
-  template <class U>
-  bool operator!=(const CrossThreadAllocator<U>&) const noexcept { return false; }
-};
+// each of those allocated. A response's strand operation is ~200 bytes.
+struct CrossThreadOpsTag {};
+using CrossThreadOps = BlockPool<CrossThreadOpsTag, 256, 1024>;
 
 // A handler whose operations take their memory from CrossThreadOps.
 template <class F>
 struct CrossThreadHandler {
-  using allocator_type = CrossThreadAllocator<void>;
+  using allocator_type = BlockPoolAllocator<void, CrossThreadOps>;
   allocator_type get_allocator() const noexcept { return {}; }
   void operator()() { f(); }
   F f;
