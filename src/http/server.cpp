@@ -287,7 +287,7 @@ CrossThreadHandler<std::decay_t<F>> cross_thread(F&& f) {
 
 // One free list for all threads, for objects that often come back on another
 // thread than the one that took them: a per-thread list then runs dry on one
-// thread while the other frees what does not fit (under load about one in five
+// thread while the other frees what does not fit (under load about one in three
 // Exchanges was new, and a new one grows its strings and vectors again).
 template <class T, std::size_t kMax>
 class SharedFreeList {
