@@ -61,8 +61,8 @@ constexpr std::size_t kKeptBodyCapacity = 4096;
 constexpr std::size_t kKeptBufferCapacity = 16384;
 constexpr std::size_t kKeptTargetCapacity = 1024;
 constexpr std::size_t kKeptHeaderFields = 32;
-constexpr std::size_t kPooledExchanges = 128;  // for all io threads
-constexpr std::size_t kPooledSlots = 512;     // for all threads
+constexpr std::size_t kPooledExchanges = 32;  // per thread; twice as many shared
+constexpr std::size_t kPooledSlots = 128;      // per thread; twice as many shared
 constexpr unsigned kMaxSyncNesting = 8;
 
 // splitmix64: request ids only need to be unique-ish and cheap, not secret.
@@ -285,20 +285,29 @@ CrossThreadHandler<std::decay_t<F>> cross_thread(F&& f) {
   return {std::forward<F>(f)};
 }
 
-// One free list for all threads, for objects that often come back on another
-// thread than the one that took them: a per-thread list then runs dry on one
-// thread while the other frees what does not fit (under load about one in three
-// Exchanges was new, and a new one grows its strings and vectors again).
-template <class T, std::size_t kMax>
-class SharedFreeList {
+// Free lists for objects that often come back on another thread than the one
+// that took them (a connection's Exchange is taken where its request is read and
+// given back where its answer is written). Each thread keeps up to kLocal, with
+// no lock on the common path; a thread whose list is empty takes from, and one
+// whose list is full gives to, a list shared by all threads. With per-thread
+// lists alone, one ran dry while the other freed what did not fit: under load
+// about one Exchange in three was new, and grew its strings and vectors again.
+template <class T, std::size_t kLocal, std::size_t kShared>
+class FreeList {
  public:
   static std::unique_ptr<T> take() {
-    SharedFreeList& l = instance();
+    auto& local = local_list();
+    if (!local.empty()) {
+      std::unique_ptr<T> p = std::move(local.back());
+      local.pop_back();
+      return p;
+    }
+    Shared& shared = shared_list();
     {
-      std::lock_guard lock(l.mutex_);
-      if (!l.free_.empty()) {
-        std::unique_ptr<T> p = std::move(l.free_.back());
-        l.free_.pop_back();
+      std::lock_guard lock(shared.mutex);
+      if (!shared.items.empty()) {
+        std::unique_ptr<T> p = std::move(shared.items.back());
+        shared.items.pop_back();
         return p;
       }
     }
@@ -306,20 +315,38 @@ class SharedFreeList {
   }
 
   static void give(std::unique_ptr<T> p) {
-    SharedFreeList& l = instance();
-    std::lock_guard lock(l.mutex_);
-    if (l.free_.size() < kMax) l.free_.push_back(std::move(p));  // capacity reserved: cannot throw
+    auto& local = local_list();
+    if (local.size() < kLocal) {
+      local.push_back(std::move(p));  // capacity reserved: cannot throw
+      return;
+    }
+    Shared& shared = shared_list();
+    std::lock_guard lock(shared.mutex);
+    if (shared.items.size() < kShared) shared.items.push_back(std::move(p));
   }
 
  private:
-  SharedFreeList() { free_.reserve(kMax); }
-  static SharedFreeList& instance() {
-    static SharedFreeList* l = new SharedFreeList;  // NOLINT: never deleted, as CrossThreadOps
-    return *l;
-  }
+  struct Shared {
+    std::mutex mutex;
+    std::vector<std::unique_ptr<T>> items;  // guarded by mutex
+  };
 
-  std::mutex mutex_;
-  std::vector<std::unique_ptr<T>> free_;
+  static std::vector<std::unique_ptr<T>>& local_list() {
+    thread_local std::vector<std::unique_ptr<T>> list = [] {
+      std::vector<std::unique_ptr<T>> v;
+      v.reserve(kLocal);
+      return v;
+    }();
+    return list;
+  }
+  static Shared& shared_list() {
+    static Shared* shared = [] {  // never deleted, as CrossThreadOps
+      auto* s = new Shared;       // NOLINT(cppcoreguidelines-owning-memory)
+      s->items.reserve(kShared);
+      return s;
+    }();
+    return *shared;
+  }
 };
 
 // Beast's HTTP/1.1 parser (framing, limits, chunked decoding) writing into our
@@ -569,7 +596,7 @@ struct Exchange {
     }
   }
 };
-using ExchangePool = SharedFreeList<Exchange, kPooledExchanges>;
+using ExchangePool = FreeList<Exchange, kPooledExchanges, 2 * kPooledExchanges>;
 
 // Where the Responder of a request answers to: its session, held weakly (a
 // Responder that outlives the server must not keep sockets alive). Pooled.
@@ -586,7 +613,7 @@ class ResponseSlot final : public Responder::Target {
   std::weak_ptr<Session> session_;
   std::atomic<bool> used_{false};
 };
-using SlotPool = SharedFreeList<ResponseSlot, kPooledSlots>;  // freed where the last Responder goes
+using SlotPool = FreeList<ResponseSlot, kPooledSlots, 2 * kPooledSlots>;  // freed where the last Responder goes
 
 // Where a session is in its request cycle; timers and shutdown act by phase.
 enum class Phase { idle, reading, continuing, handling, writing, lingering, closed };
