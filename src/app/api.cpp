@@ -17,6 +17,7 @@
 #include "fairdraw/app/log.hpp"
 #include "fairdraw/app/problem.hpp"
 #include "fairdraw/app/router.hpp"
+#include "fairdraw/block_pool.hpp"
 #include "fairdraw/engine/ulid.hpp"
 
 namespace fairdraw::app {
@@ -328,12 +329,25 @@ struct Api::PendingDraw {
     answer.request_id = std::string_view(request_id.data(), id_size);
   }
 
+  static std::shared_ptr<PendingDraw> make();
+
   // Answers once; the Responder goes with the answer, on this io thread.
   void finish(Api& api, http::Response response) {
     api.finish(answer, std::move(response));
     answer.respond = http::Responder();
   }
 };
+
+// A PendingDraw and its shared_ptr control block in one pooled block: one was
+// allocated per draw. It is made on the io thread that reads the request and
+// freed where the deadline list drops its weak_ptr, hence a pool shared by all
+// threads. 1024 blocks cover ~200 ms of draws at 5000/s (expire_deadlines
+// frees them every 20 ms).
+std::shared_ptr<Api::PendingDraw> Api::PendingDraw::make() {
+  struct Tag {};
+  using Blocks = BlockPool<Tag, sizeof(PendingDraw) + 64, 1024>;
+  return std::allocate_shared<PendingDraw>(BlockPoolAllocator<PendingDraw, Blocks>());
+}
 
 Api::Api(ApiContext context) : ctx_(std::move(context)) {
   if (const AuthConfig& a = ctx_.config.auth; a.admin_max_failures > 0) {
@@ -363,6 +377,52 @@ void Api::expire_deadlines() {
                                        "the same Idempotency-Key to get its outcome"),
                             draw->path));
   }
+}
+
+// Runs where the store completes the draw (the sink's writer thread), once per
+// draw. Only the draw that finds the queue empty posts to an io thread, so the
+// acks of one group commit share one post. The outcome waits here, not in the
+// PendingDraw: the deadline list's weak_ptr keeps a PendingDraw's memory until
+// its deadline, long after the answer.
+void Api::queue_answer(const std::shared_ptr<PendingDraw>& draw, Result<DrawOutcome> outcome) {
+  bool wake = false;
+  {
+    std::lock_guard lock(answers_mutex_);
+    wake = answers_.empty();
+    answers_.push_back(DrawAnswer{draw, std::move(outcome)});
+  }
+  if (wake) ctx_.post([this] { answer_draws(); });
+}
+
+// On an io thread: answers every draw queued so far. The queue's storage goes
+// round between answers_, the batch and spare_answers_, so a steady load
+// allocates none of it.
+void Api::answer_draws() {
+  std::vector<DrawAnswer> batch;
+  {
+    std::lock_guard lock(answers_mutex_);
+    batch.swap(answers_);
+    answers_.swap(spare_answers_);
+  }
+  for (auto& [pending, outcome] : batch) {
+    if (pending->answered.exchange(true)) continue;  // the deadline answered already
+    if (!outcome.ok()) {
+      ctx_.metrics.count_draw(problem_info(outcome.error().kind).type);
+      pending->finish(*this, problem_response(outcome.error(), pending->path));
+      continue;
+    }
+    const DrawOutcome& o = outcome.value();
+    ctx_.metrics.count_draw(o.replayed ? "replayed" : (o.record.won ? "won" : "miss"));
+    http::Response response;
+    response.status = 200;
+    response.content_type = "application/json";
+    if (o.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
+    response.body = draw_body(o.record);
+    pending->finish(*this, std::move(response));
+  }
+  batch.clear();
+  std::lock_guard lock(answers_mutex_);
+  if (spare_answers_.capacity() < batch.capacity()) spare_answers_.swap(batch);
 }
 
 // Decorates the response (CORS), records the request's metrics and log line,
@@ -608,30 +668,16 @@ void Api::handle(http::Request&& request, http::Responder respond) {
         key = "auto-" + make_ulid(now, entropy);
       }
       command.idempotency_key = std::move(*key);
-      auto pending = std::make_shared<PendingDraw>();
+      auto pending = PendingDraw::make();
       pending->deadline = started + std::chrono::milliseconds(ctx_.config.http.request_timeout_ms);
       pending->keep(std::move(answer));  // `finish` and `fail` are not used from here on
       {
         std::lock_guard lock(pending_mutex_);
         pending_.push_back(pending);
       }
-      ctx_.store.draw(std::move(command), [this, pending](Result<DrawOutcome> outcome) mutable {
-        // Completions arrive on the sink's writer thread: do the JSON on an io thread.
-        ctx_.post([this, pending = std::move(pending), outcome = std::move(outcome)]() mutable {
-          if (pending->answered.exchange(true)) return;  // the deadline answered already
-          if (!outcome.ok()) {
-            ctx_.metrics.count_draw(problem_info(outcome.error().kind).type);
-            return pending->finish(*this, problem_response(outcome.error(), pending->path));
-          }
-          const DrawOutcome& o = outcome.value();
-          ctx_.metrics.count_draw(o.replayed ? "replayed" : (o.record.won ? "won" : "miss"));
-          http::Response response;
-          response.status = 200;
-          response.content_type = "application/json";
-          if (o.replayed) response.headers.emplace_back("Idempotent-Replayed", "true");
-          response.body = draw_body(o.record);
-          pending->finish(*this, std::move(response));
-        });
+      ctx_.store.draw(std::move(command), [this, pending](Result<DrawOutcome> outcome) {
+        // Completions arrive on the sink's writer thread: the JSON is done on an io thread.
+        queue_answer(pending, std::move(outcome));
       });
       return;
     }

@@ -186,6 +186,62 @@ struct DrawEngine::Tokens {
   }
 };
 
+// A draw between its append and its ack: what the ack needs to finish it (the
+// record for the answer and the idempotency entry, the caller's callback).
+// Recycled, so the ack is a pointer and the sink's Ack holds it inline. Taken
+// on io threads and given back on the sink's writer thread: one shared list,
+// owned by the engine and by every handle (an ack is destroyed after its call
+// has woken whoever waits for the draw, possibly after the engine is gone).
+struct DrawEngine::InFlight {
+  std::shared_ptr<Activity> act;
+  IdemEntry* entry = nullptr;
+  DrawRecord record;
+  DrawCallback done;
+};
+
+class DrawEngine::InFlightPool {
+ public:
+  struct Recycle {
+    std::shared_ptr<InFlightPool> pool;
+    void operator()(InFlight* draw) const noexcept { pool->give(draw); }
+  };
+  using Handle = std::unique_ptr<InFlight, Recycle>;
+
+  static Handle take(const std::shared_ptr<InFlightPool>& pool) { return pool->take_one(pool); }
+
+ private:
+  Handle take_one(const std::shared_ptr<InFlightPool>& self) {
+    InFlight* draw = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      if (!free_.empty()) {
+        draw = free_.back().release();
+        free_.pop_back();
+      }
+    }
+    return Handle(draw != nullptr ? draw : new InFlight, Recycle{self});
+  }
+
+  // Enough for the acks of a few large commits; more are freed.
+  static constexpr std::size_t kKept = 512;
+
+  void give(InFlight* draw) noexcept {
+    std::unique_ptr<InFlight> owned(draw);
+    owned->act.reset();
+    owned->done = nullptr;
+    owned->record = DrawRecord();
+    try {
+      std::lock_guard lock(mutex_);
+      if (free_.size() < kKept) free_.push_back(std::move(owned));
+    } catch (...) {
+      // No room to keep it: freed below.
+    }
+  }
+
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<InFlight>> free_;
+};
+
 DrawEngine::DrawEngine(DrawEngineOptions options, Sink& sink, Clock& clock, Entropy& entropy)
     : options_(std::move(options)),
       sink_(sink),
@@ -193,6 +249,7 @@ DrawEngine::DrawEngine(DrawEngineOptions options, Sink& sink, Clock& clock, Entr
       entropy_(entropy),
       idempotency_(options_.idempotency_capacity, options_.idempotency_ttl_ms),
       tokens_(std::make_unique<Tokens>()),
+      in_flight_pool_(std::make_shared<InFlightPool>()),
       registry_(std::make_shared<const Registry>()) {}
 
 DrawEngine::~DrawEngine() = default;
@@ -314,7 +371,11 @@ void DrawEngine::finish_draw(const std::shared_ptr<Activity>& act,
   const std::int64_t epoch = chain.epoch_of(seq);
   const std::int64_t slot = chain.slot_of(seq);
 
-  DrawRecord record;
+  auto pending = InFlightPool::take(in_flight_pool_);
+  pending->act = act;
+  pending->entry = entry;
+  pending->done = std::move(done);
+  DrawRecord& record = pending->record;
   record.draw_id = make_ulid(command.now_ms, entropy_);
   record.activity_id = std::move(command.activity_id);
   record.seq = seq;
@@ -350,24 +411,25 @@ void DrawEngine::finish_draw(const std::shared_ptr<Activity>& act,
   // The sink queues its own copy; the acknowledgement keeps the record for the
   // answer (and packs it into the idempotency entry), so no shared block is needed.
   DrawRecord for_sink = record;
-  auto ack = [this, act, entry, record = std::move(record),
-              done = std::move(done)](bool durable) mutable {
+  auto ack = [this, pending = std::move(pending)](bool durable) {
     in_flight_.fetch_sub(1, std::memory_order_relaxed);
+    InFlight& draw = *pending;
     if (!durable) {
       // A taken seq that cannot be recorded leaves a hole no later draw may
       // pass: stop drawing (503) until a restart rebuilds from the record.
       sink_failed_.store(true, std::memory_order_release);
-      idempotency_.release(entry);
-      return done(make_error(ErrorKind::unavailable, "the draw could not be recorded"));
+      idempotency_.release(draw.entry);
+      return draw.done(make_error(ErrorKind::unavailable, "the draw could not be recorded"));
     }
-    std::int64_t next = act->durable_next_seq.load(std::memory_order_relaxed);
-    while (next < record.seq + 1 &&
-           !act->durable_next_seq.compare_exchange_weak(next, record.seq + 1,
-                                                        std::memory_order_acq_rel)) {
+    const std::int64_t seq_done = draw.record.seq + 1;
+    std::int64_t next = draw.act->durable_next_seq.load(std::memory_order_relaxed);
+    while (next < seq_done && !draw.act->durable_next_seq.compare_exchange_weak(
+                                  next, seq_done, std::memory_order_acq_rel)) {
     }
-    idempotency_.complete(entry, record);
-    done(DrawOutcome{std::move(record), false});
+    idempotency_.complete(draw.entry, draw.record);
+    draw.done(DrawOutcome{std::move(draw.record), false});
   };
+  static_assert(Sink::Ack::stored_inline<decltype(ack)>, "the ack of every draw is kept inline");
   sink_.append(std::move(for_sink), std::move(ack));
 }
 

@@ -37,6 +37,8 @@
 #include <boost/beast/http/write.hpp>
 #pragma GCC diagnostic pop
 
+#include "fairdraw/block_pool.hpp"
+
 namespace fairdraw::http {
 namespace {
 
@@ -59,8 +61,8 @@ constexpr std::size_t kKeptBodyCapacity = 4096;
 constexpr std::size_t kKeptBufferCapacity = 16384;
 constexpr std::size_t kKeptTargetCapacity = 1024;
 constexpr std::size_t kKeptHeaderFields = 32;
-constexpr std::size_t kPooledExchanges = 64;  // per io thread
-constexpr std::size_t kPooledSlots = 256;     // per thread
+constexpr std::size_t kPooledExchanges = 32;  // per thread; twice as many shared
+constexpr std::size_t kPooledSlots = 128;      // per thread; twice as many shared
 constexpr unsigned kMaxSyncNesting = 8;
 
 // splitmix64: request ids only need to be unique-ish and cheap, not secret.
@@ -261,33 +263,89 @@ struct Core {
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work;  // under mu
 };
 
-// Per-thread free lists: taking and returning an object allocates nothing once
-// warm. Objects may come back on another io thread than the one that took
-// them; each list is bounded and frees what does not fit.
-template <class T, std::size_t kMax>
+// Memory for the operations that carry work from one thread to another: a
+// response onto its connection's strand (the strand's queue entry and, when the
+// strand was idle, its wake-up) and Server::post (the sink's writer waking an io
+// thread). Asio's own cache keeps one block per thread, which a connection's
+// reads and timers keep taking, and a thread outside the io_context has none, so
+// each of those allocated. A response's strand operation is ~200 bytes.
+struct CrossThreadOpsTag {};
+using CrossThreadOps = BlockPool<CrossThreadOpsTag, 256, 1024>;
+
+// A handler whose operations take their memory from CrossThreadOps.
+template <class F>
+struct CrossThreadHandler {
+  using allocator_type = BlockPoolAllocator<void, CrossThreadOps>;
+  allocator_type get_allocator() const noexcept { return {}; }
+  void operator()() { f(); }
+  F f;
+};
+template <class F>
+CrossThreadHandler<std::decay_t<F>> cross_thread(F&& f) {
+  return {std::forward<F>(f)};
+}
+
+// Free lists for objects that often come back on another thread than the one
+// that took them (a connection's Exchange is taken where its request is read and
+// given back where its answer is written). Each thread keeps up to kLocal, with
+// no lock on the common path; a thread whose list is empty takes from, and one
+// whose list is full gives to, a list shared by all threads. With per-thread
+// lists alone, one ran dry while the other freed what did not fit: under load
+// about one Exchange in three was new, and grew its strings and vectors again.
+template <class T, std::size_t kLocal, std::size_t kShared>
 class FreeList {
  public:
   static std::unique_ptr<T> take() {
-    auto& list = local();
-    if (list.empty()) return std::make_unique<T>();
-    std::unique_ptr<T> p = std::move(list.back());
-    list.pop_back();
-    return p;
+    auto& local = local_list();
+    if (!local.empty()) {
+      std::unique_ptr<T> p = std::move(local.back());
+      local.pop_back();
+      return p;
+    }
+    Shared& shared = shared_list();
+    {
+      std::lock_guard lock(shared.mutex);
+      if (!shared.items.empty()) {
+        std::unique_ptr<T> p = std::move(shared.items.back());
+        shared.items.pop_back();
+        return p;
+      }
+    }
+    return std::make_unique<T>();
   }
 
   static void give(std::unique_ptr<T> p) {
-    auto& list = local();
-    if (list.size() < kMax) list.push_back(std::move(p));
+    auto& local = local_list();
+    if (local.size() < kLocal) {
+      local.push_back(std::move(p));  // capacity reserved: cannot throw
+      return;
+    }
+    Shared& shared = shared_list();
+    std::lock_guard lock(shared.mutex);
+    if (shared.items.size() < kShared) shared.items.push_back(std::move(p));
   }
 
  private:
-  static std::vector<std::unique_ptr<T>>& local() {
+  struct Shared {
+    std::mutex mutex;
+    std::vector<std::unique_ptr<T>> items;  // guarded by mutex
+  };
+
+  static std::vector<std::unique_ptr<T>>& local_list() {
     thread_local std::vector<std::unique_ptr<T>> list = [] {
       std::vector<std::unique_ptr<T>> v;
-      v.reserve(kMax);
+      v.reserve(kLocal);
       return v;
     }();
     return list;
+  }
+  static Shared& shared_list() {
+    static Shared* shared = [] {  // never deleted, as CrossThreadOps
+      auto* s = new Shared;       // NOLINT(cppcoreguidelines-owning-memory)
+      s->items.reserve(kShared);
+      return s;
+    }();
+    return *shared;
   }
 };
 
@@ -538,7 +596,7 @@ struct Exchange {
     }
   }
 };
-using ExchangePool = FreeList<Exchange, kPooledExchanges>;
+using ExchangePool = FreeList<Exchange, kPooledExchanges, 2 * kPooledExchanges>;
 
 // Where the Responder of a request answers to: its session, held weakly (a
 // Responder that outlives the server must not keep sockets alive). Pooled.
@@ -555,7 +613,7 @@ class ResponseSlot final : public Responder::Target {
   std::weak_ptr<Session> session_;
   std::atomic<bool> used_{false};
 };
-using SlotPool = FreeList<ResponseSlot, kPooledSlots>;
+using SlotPool = FreeList<ResponseSlot, kPooledSlots, 2 * kPooledSlots>;  // freed where the last Responder goes
 
 // Where a session is in its request cycle; timers and shutdown act by phase.
 enum class Phase { idle, reading, continuing, handling, writing, lingering, closed };
@@ -605,9 +663,9 @@ class Session : public std::enable_shared_from_this<Session> {
       x_->sync_response = std::move(response);
       return;
     }
-    net::post(executor_, [self = shared_from_this(), r = std::move(response)]() mutable {
+    net::post(executor_, cross_thread([self = shared_from_this(), r = std::move(response)]() mutable {
       self->on_response(std::move(r));
-    });
+    }));
   }
 
   void on_server_stopping() {
@@ -1319,7 +1377,7 @@ void Server::run(std::function<void()> on_stopping) { impl_->core.run(std::move(
 
 void Server::shutdown() { impl_->core.shutdown(); }
 
-void Server::post(std::function<void()> fn) { net::post(impl_->core.io, std::move(fn)); }
+void Server::post(std::function<void()> fn) { net::post(impl_->core.io, cross_thread(std::move(fn))); }
 
 std::shared_ptr<Timer> Server::every(std::chrono::milliseconds period, std::function<void()> fn) {
   auto timer = std::make_shared<RepeatingTimer>(impl_->core.io, period, std::move(fn));

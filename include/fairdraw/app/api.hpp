@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "fairdraw/app/config.hpp"
 #include "fairdraw/app/jwt.hpp"
@@ -54,6 +55,12 @@ class Api {
   struct Answer;
   struct PendingDraw;
   void finish(const Answer& answer, http::Response response);
+  struct DrawAnswer {
+    std::shared_ptr<PendingDraw> draw;
+    Result<DrawOutcome> outcome;
+  };
+  void queue_answer(const std::shared_ptr<PendingDraw>& draw, Result<DrawOutcome> outcome);
+  void answer_draws();
 
   ApiContext ctx_;
   std::atomic<bool> draining_{false};
@@ -61,6 +68,10 @@ class Api {
   std::mutex pending_mutex_;
   // In deadline order, since every draw gets the same timeout.
   std::deque<std::weak_ptr<PendingDraw>> pending_;  // guarded by pending_mutex_
+  std::mutex answers_mutex_;
+  // Draws with their outcome, waiting for an io thread to answer them.
+  std::vector<DrawAnswer> answers_;        // guarded by answers_mutex_
+  std::vector<DrawAnswer> spare_answers_;  // empty; guarded by answers_mutex_
 };
 
 // Exposed for tests: the Idempotency-Key header, bare or as a quoted string.

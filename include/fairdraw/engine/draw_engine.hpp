@@ -70,6 +70,8 @@ class DrawEngine final : public Store {
   struct EpochChain;
   struct EpochDeck;
   struct Tokens;
+  struct InFlight;
+  class InFlightPool;
   using Registry = std::unordered_map<std::string, std::shared_ptr<Activity>>;
 
   std::shared_ptr<Activity> find(const std::string& id) const;
@@ -95,6 +97,7 @@ class DrawEngine final : public Store {
   Entropy& entropy_;
   IdempotencyTable idempotency_;
   std::unique_ptr<Tokens> tokens_;
+  std::shared_ptr<InFlightPool> in_flight_pool_;
 
   mutable std::mutex registry_mutex_;  // writers of registry_ only
   SharedSlot<const Registry> registry_;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "fairdraw/engine/activity.hpp"
+#include "fairdraw/inline_function.hpp"
 #include "fairdraw/result.hpp"
 #include "fairdraw/sink/records.hpp"
 
@@ -29,7 +30,9 @@ struct DrawOutcome {
   bool replayed = false;  // an earlier draw with the same key and body
 };
 
-using DrawCallback = std::function<void(Result<DrawOutcome>)>;
+// Move-only; a lambda of up to 32 bytes (the API's: `this` and a shared_ptr)
+// is kept inline, so handing a draw its callback allocates nothing.
+using DrawCallback = InlineFunction<void(Result<DrawOutcome>), 32>;
 
 enum class ActivityStatus { scheduled, active, ended };
 const char* to_string(ActivityStatus status);

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fairdraw/inline_function.hpp"
 #include "fairdraw/result.hpp"
 #include "fairdraw/sink/records.hpp"
 
@@ -29,7 +30,8 @@ class Sink {
 
   // Called once the record is durable (true) or can never be (false). Runs on
   // the sink's writer thread: keep it short (post elsewhere for real work).
-  using Ack = std::function<void(bool durable)>;
+  // Move-only; a lambda of up to 32 bytes is kept inline (no allocation).
+  using Ack = InlineFunction<void(bool durable), 32>;
 
   // Queues a draw for the next group commit. SqliteSink (embedded mode, where
   // the engine takes seqs in memory) commits the rows of one activity in seq
