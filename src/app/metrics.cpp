@@ -140,6 +140,10 @@ std::string Metrics::render(const ScrapeInput& in) {
     set("sink_committed_batches", static_cast<double>(in.sink.committed_batches));
     set("sink_failed_batches", static_cast<double>(in.sink.failed_batches));
     set("sink_last_commit_seconds", in.sink.last_commit_seconds);
+    set("sink_wal_pages", static_cast<double>(in.sink.wal_pages));
+    set("sink_checkpoints_background", static_cast<double>(in.sink.checkpoints_background));
+    set("sink_checkpoints_writer", static_cast<double>(in.sink.checkpoints_writer));
+    set("sink_checkpoint_writer_seconds_max", in.sink.checkpoint_writer_seconds_max);
     set("pending_timers", static_cast<double>(in.pending_timers));
     for (const ActivityView& a : in.activities) {
       for (const PrizeView& p : a.prizes) {

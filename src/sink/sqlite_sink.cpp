@@ -296,8 +296,9 @@ constexpr std::string_view kLoadEpochs =
 
 #undef FD_DRAW_COLUMNS
 
-// See open_writer(): 64 MiB of page cache (negative: KiB), and a checkpoint
-// every 8,000 WAL pages (32 MiB) instead of SQLite's default 1,000.
+// See open_writer(): 64 MiB of page cache (negative: KiB), and while
+// migrations run, a checkpoint every 8,000 WAL pages (32 MiB) instead of
+// SQLite's default 1,000 (then WalCheckpointer takes over).
 constexpr const char* kWriterCacheSize = "PRAGMA cache_size = -65536";
 constexpr const char* kWalAutocheckpoint = "PRAGMA wal_autocheckpoint = 8000";
 
@@ -445,12 +446,21 @@ struct SqliteSink::Impl {
   using Acks = std::vector<std::pair<Ack, bool>>;
 
   explicit Impl(SqliteSinkOptions o) : options(std::move(o)) {}
+  ~Impl() {
+    if (writer && checkpointer) sqlite3_wal_hook(writer->db(), nullptr, nullptr);
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   SqliteSinkOptions options;
 
   // The writer connection: batches (writer thread) and save_* (any thread).
   std::mutex write_mutex;
   std::unique_ptr<Connection> writer;
+
+  // Copies the WAL back into the file beside the writer (its hook is on the
+  // writer connection: it goes before the writer does, see ~Impl).
+  std::unique_ptr<WalCheckpointer> checkpointer;
 
   std::mutex read_mutex;
   std::vector<std::unique_ptr<Connection>> idle_readers;
@@ -615,6 +625,14 @@ struct SqliteSink::Impl {
     if (auto prepared = writer->statement(kInsertDraw); !prepared.ok()) {
       return make_error(prepared.error().kind, prepared.error().detail + where);
     }
+    // From here on the WAL goes back into the file beside the writer, not in
+    // the COMMIT that crosses wal_autocheckpoint (which only served migrations).
+    WalCheckpointOptions checkpoint = options.checkpoint;
+    checkpoint.full_sync = options.synchronous == SqliteSinkOptions::Synchronous::full;
+    auto started = WalCheckpointer::start(options.path, checkpoint);
+    if (!started.ok()) return started.error();
+    checkpointer = std::move(started.value());
+    checkpointer->attach_writer(writer->db());
     return ok_status();
   }
 
@@ -703,6 +721,9 @@ struct SqliteSink::Impl {
         is_healthy.store(false, std::memory_order_relaxed);
         note_error(std::string("writer: ") + e.what());
       }
+      // After the round's acks fired: a pass here delays the next batch, not this one.
+      std::lock_guard lock(write_mutex);
+      checkpointer->checkpoint_if_due(writer->db());
     }
     // Rows still waiting behind a gap at shutdown can never be committed.
     Acks acks;
@@ -1083,6 +1104,11 @@ SinkStats SqliteSink::stats() const {
   s.committed_batches = impl_->committed_batches.load(std::memory_order_relaxed);
   s.failed_batches = impl_->failed_batches.load(std::memory_order_relaxed);
   s.last_commit_seconds = impl_->last_commit_seconds.load(std::memory_order_relaxed);
+  const WalCheckpointStats wal = impl_->checkpointer->stats();
+  s.wal_pages = wal.wal_pages;
+  s.checkpoints_background = wal.background_passes;
+  s.checkpoints_writer = wal.writer_passes;
+  s.checkpoint_writer_seconds_max = wal.writer_seconds_max;
   return s;
 }
 

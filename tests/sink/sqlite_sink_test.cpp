@@ -27,31 +27,14 @@
 #include <vector>
 
 #include "fairdraw/sink/migrations.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fairdraw {
 namespace {
 
 using namespace std::chrono_literals;
 
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/fairdraw_sink_XXXXXX";
-    const char* made = ::mkdtemp(pattern);
-    path_ = made != nullptr ? made : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-  bool ok() const { return !path_.empty(); }
-
- private:
-  std::string path_;
-};
+using test::TempDir;
 
 // Counts acks; every wait is bounded.
 class Acks {
@@ -312,6 +295,29 @@ TEST(SqliteSink, GroupCommitBatchesConcurrentAppends) {
     ASSERT_TRUE(totals.ok());
     EXPECT_EQ(totals->next_seq, kPerThread);
   }
+}
+
+// The WAL goes back into the file on the checkpointer's thread while the
+// writer keeps committing (WalCheckpointer's own tests cover the details).
+TEST(SqliteSink, WalIsCheckpointedBesideTheWriter) {
+  TempDir dir;
+  SqliteSinkOptions options;
+  options.synchronous = SqliteSinkOptions::Synchronous::normal;
+  options.checkpoint.start_pages = 40;
+  options.checkpoint.finish_pages = 10;
+  auto sink = open_sink(dir.file("fd.db"), options);
+  ASSERT_TRUE(sink);
+  // One commit per ten rows: a few WAL pages each.
+  for (std::int64_t from = 0; from < 4000 && sink->stats().checkpoints_background == 0;
+       from += 10) {
+    append_and_wait(*sink, "act", from, from + 10);
+  }
+  const SinkStats s = sink->stats();
+  EXPECT_GT(s.checkpoints_background, 0u);
+  EXPECT_GT(s.wal_pages, 0);
+  auto totals = sink->load_totals("act");
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ(static_cast<std::uint64_t>(totals->next_seq), s.committed_rows);
 }
 
 // Like the engine: threads take seqs from one shared counter and append in

@@ -22,6 +22,11 @@ struct SinkStats {
   std::uint64_t committed_batches = 0;
   std::uint64_t failed_batches = 0;
   double last_commit_seconds = 0;       // duration of the last commit
+  // SQLite only (zero elsewhere): see WalCheckpointer.
+  std::int64_t wal_pages = 0;
+  std::uint64_t checkpoints_background = 0;
+  std::uint64_t checkpoints_writer = 0;
+  double checkpoint_writer_seconds_max = 0;  // the longest the writer's commits waited for one
 };
 
 class Sink {

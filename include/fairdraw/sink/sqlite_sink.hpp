@@ -14,6 +14,7 @@
 
 #include "fairdraw/result.hpp"
 #include "fairdraw/sink/sink.hpp"
+#include "fairdraw/sink/wal_checkpointer.hpp"
 
 namespace fairdraw {
 
@@ -34,6 +35,8 @@ struct SqliteSinkOptions {
   std::size_t read_connections = 4;             // idle read-only connections kept open
   int commit_attempts = 4;                      // per batch, before its rows are refused
   std::chrono::milliseconds retry_backoff{25};  // doubled after each failed attempt
+  // When the WAL is copied back into the file (its full_sync follows synchronous).
+  WalCheckpointOptions checkpoint;
 };
 
 class SqliteSink final : public Sink {
