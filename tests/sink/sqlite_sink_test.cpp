@@ -315,7 +315,7 @@ TEST(SqliteSink, WalIsCheckpointedBesideTheWriter) {
   const SinkStats s = sink->stats();
   EXPECT_GT(s.checkpoints_background, 0u);
   EXPECT_GT(s.wal_pages, 0);
-  auto totals = sink->load_totals("act");
+  auto totals = load_totals(*sink, "act");
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ(static_cast<std::uint64_t>(totals->next_seq), s.committed_rows);
 }
