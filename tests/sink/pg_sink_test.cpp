@@ -28,6 +28,7 @@
 
 #include "fairdraw/sink/migrations.hpp"
 
+#include "support/gathered_totals.hpp"
 #include "support/pg_test_tools.hpp"
 
 namespace fairdraw {
@@ -94,24 +95,8 @@ DrawRecord make_win(const std::string& activity, std::int64_t seq, const std::st
   return r;
 }
 
-// user id -> (draws, draws at or after since_ms), as load_totals hands them over.
-using UserCounts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
-
-// load_totals with its per-user counts gathered.
-Result<ActivityTotals> load_totals(PgSink& sink, const std::string& activity,
-                                   UserCounts* users = nullptr, std::int64_t since_ms = 0) {
-  std::mutex mutex;
-  UserCounts gathered;
-  auto totals = sink.load_totals(activity, since_ms,
-                                 [&](std::string_view user, std::int64_t n, std::int64_t since) {
-                                   std::lock_guard lock(mutex);
-                                   auto& counts = gathered[std::string(user)];
-                                   counts.first += n;
-                                   counts.second += since;
-                                 });
-  if (users) *users = std::move(gathered);
-  return totals;
-}
+using test::load_totals;
+using test::UserCounts;
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

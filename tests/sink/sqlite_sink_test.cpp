@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "fairdraw/sink/migrations.hpp"
+#include "support/gathered_totals.hpp"
 #include "support/temp_dir.hpp"
 
 namespace fairdraw {
@@ -142,24 +143,8 @@ void append_and_wait(SqliteSink& sink, const std::string& activity, std::int64_t
   ASSERT_EQ(acks.durable(), to - from);
 }
 
-// user id -> (draws, draws at or after since_ms), as load_totals hands them over.
-using UserCounts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;
-
-// load_totals with its per-user counts gathered (they may come from two threads).
-Result<ActivityTotals> load_totals(SqliteSink& sink, const std::string& activity,
-                                   UserCounts* users = nullptr, std::int64_t since_ms = 0) {
-  std::mutex mutex;
-  UserCounts gathered;
-  auto totals = sink.load_totals(activity, since_ms,
-                                 [&](std::string_view user, std::int64_t n, std::int64_t since) {
-                                   std::lock_guard lock(mutex);
-                                   auto& counts = gathered[std::string(user)];
-                                   counts.first += n;
-                                   counts.second += since;
-                                 });
-  if (users) *users = std::move(gathered);
-  return totals;
-}
+using test::load_totals;
+using test::UserCounts;
 
 // ---------------------------------------------------------------------------
 
