@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "fairdraw/app/log.hpp"
+#include "fairdraw/thread_name.hpp"
 
 namespace fairdraw::app {
 
@@ -87,6 +88,7 @@ void Scheduler::start() {
   for (auto& job : impl_->jobs) impl_->arm(*job);
   for (unsigned i = 0; i < impl_->threads_wanted; ++i) {
     impl_->threads.emplace_back([this] {
+      name_this_thread("fd-scheduler");
       try {
         impl_->io.run();
       } catch (const std::exception& e) {

@@ -24,6 +24,7 @@
 #include "fairdraw/redis/url.hpp"
 #include "fairdraw/sink/pg_sink.hpp"
 #include "fairdraw/sink/sqlite_sink.hpp"
+#include "fairdraw/thread_name.hpp"
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wnull-dereference"
@@ -501,7 +502,10 @@ Status build_clustered(Service::Impl& s) {
   s.redis_io = std::make_unique<boost::asio::io_context>();
   s.redis_guard.emplace(boost::asio::make_work_guard(*s.redis_io));
   for (unsigned i = 0; i < kRedisThreads; ++i) {
-    s.redis_threads.emplace_back([io = s.redis_io.get()] { io->run(); });
+    s.redis_threads.emplace_back([io = s.redis_io.get()] {
+      name_this_thread("fd-redis-io");
+      io->run();
+    });
   }
   redis::RedisStoreOptions store_options;
   store_options.redis = redis::make_redis_options(url.value());

@@ -33,6 +33,7 @@
 #include "fairdraw/engine/shared_slot.hpp"
 #include "fairdraw/engine/time_zone.hpp"
 #include "fairdraw/engine/ulid.hpp"
+#include "fairdraw/thread_name.hpp"
 
 namespace fairdraw {
 
@@ -753,7 +754,11 @@ Status DrawEngine::recover() {
     idempotency_.set_restoring(false);
   };
   try {
-    live_keys_restore_ = std::jthread(restore_all);  // a copy: still whole if this throws
+    // restore_all is copied into the thread's callable: still whole if this throws.
+    live_keys_restore_ = std::jthread([restore_all] {
+      name_this_thread("fd-restore");
+      restore_all();
+    });
   } catch (const std::system_error&) {
     restore_all();  // no thread to be had: before serving, then
   }

@@ -38,6 +38,7 @@
 #pragma GCC diagnostic pop
 
 #include "fairdraw/block_pool.hpp"
+#include "fairdraw/thread_name.hpp"
 
 namespace fairdraw::http {
 namespace {
@@ -1312,7 +1313,10 @@ void Core::run(std::function<void()> stopping_cb) {
 
   std::vector<std::thread> pool;
   pool.reserve(threads - 1);
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { io.run(); });
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] {
+    name_this_thread("fd-io");
+    io.run();
+  });
   io.run();
   for (auto& t : pool) t.join();
 

@@ -24,6 +24,7 @@
 
 #include "fairdraw/redis/cluster.hpp"
 #include "fairdraw/redis/script.hpp"
+#include "fairdraw/thread_name.hpp"
 #include "redis_store_scripts.hpp"
 
 #include "redis_asio.hpp"
@@ -876,8 +877,14 @@ struct StreamWorker::Impl {
     reader = RedisRouter::create(io, read_options);
     control = RedisRouter::create(io, options.redis);
     schedule_maintain(0ms);
-    io_thread = std::thread([this] { io.run(); });
-    loop_thread = std::thread([this] { run(); });
+    io_thread = std::thread([this] {
+      name_this_thread("fd-stream-io");
+      io.run();
+    });
+    loop_thread = std::thread([this] {
+      name_this_thread("fd-stream");
+      run();
+    });
   }
 
   void stop(std::chrono::milliseconds drain) {

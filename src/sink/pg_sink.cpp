@@ -36,6 +36,7 @@
 
 #include "fairdraw/engine/deck.hpp"
 #include "fairdraw/sink/migrations.hpp"
+#include "fairdraw/thread_name.hpp"
 
 namespace fairdraw {
 namespace {
@@ -1073,7 +1074,10 @@ Result<std::unique_ptr<PgSink>> PgSink::open(PgSinkOptions options) {
     impl->settings = std::move(settings.value());
     if (auto opened = impl->open(); !opened.ok()) return opened.error();
     Impl* raw = impl.get();
-    raw->thread = std::thread([raw] { raw->run(); });
+    raw->thread = std::thread([raw] {
+      name_this_thread("fd-pg-write");
+      raw->run();
+    });
     return std::unique_ptr<PgSink>(new PgSink(std::move(impl)));
   } catch (const std::exception& e) {
     return make_error(ErrorKind::unavailable,

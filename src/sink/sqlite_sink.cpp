@@ -38,6 +38,7 @@
 
 #include "fairdraw/fnv1a.hpp"
 #include "fairdraw/sink/migrations.hpp"
+#include "fairdraw/thread_name.hpp"
 
 namespace fairdraw {
 namespace {
@@ -1076,7 +1077,10 @@ Result<std::unique_ptr<SqliteSink>> SqliteSink::open(SqliteSinkOptions options) 
     auto impl = std::make_unique<Impl>(std::move(options));
     if (auto opened = impl->open_writer(); !opened.ok()) return opened.error();
     Impl* raw = impl.get();
-    raw->thread = std::thread([raw] { raw->run(); });
+    raw->thread = std::thread([raw] {
+      name_this_thread("fd-sqlite-write");
+      raw->run();
+    });
     return std::unique_ptr<SqliteSink>(new SqliteSink(std::move(impl)));
   } catch (const std::exception& e) {
     return make_error(ErrorKind::unavailable, std::string("opening the SQLite sink: ") + e.what());
@@ -1325,6 +1329,7 @@ Result<ActivityTotals> SqliteSink::load_totals(std::string_view activity_id, std
   if (ranges.size() > 1) {
     try {
       helper = std::jthread([&] {
+        name_this_thread("fd-sqlite-load");
         try {
           second = scan(1);
         } catch (...) {

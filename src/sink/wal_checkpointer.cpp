@@ -12,6 +12,8 @@
 #include <thread>
 #include <utility>
 
+#include "fairdraw/thread_name.hpp"
+
 namespace fairdraw {
 
 using Clock = std::chrono::steady_clock;
@@ -125,7 +127,10 @@ Result<std::unique_ptr<WalCheckpointer>> WalCheckpointer::start(const std::strin
                                                   "': " + sqlite3_errmsg(state->db));
   }
   State* raw = state.get();
-  state->thread = std::thread([raw] { raw->run(); });
+  state->thread = std::thread([raw] {
+    name_this_thread("fd-checkpoint");
+    raw->run();
+  });
   return std::unique_ptr<WalCheckpointer>(new WalCheckpointer(std::move(state)));
 }
 

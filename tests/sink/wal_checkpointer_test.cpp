@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -161,6 +163,26 @@ TEST(WalCheckpointer, NoPassBelowTheThresholds) {
   EXPECT_EQ(s.writer_passes, 0u);
   EXPECT_GT(s.wal_pages, 100);  // a few pages per commit, all still in the WAL
   EXPECT_EQ(s.wal_restarts, 0u);
+}
+
+// top -H and perf tell its thread from the writer's and the io threads.
+TEST(WalCheckpointer, ItsThreadIsNamed) {
+  TempFile file;
+  Writer writer(file.path());
+  auto started = WalCheckpointer::start(file.path(), WalCheckpointOptions{});
+  ASSERT_TRUE(started.ok()) << started.error().detail;
+  bool found = false;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!found && std::chrono::steady_clock::now() < deadline) {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      found = found || name == "fd-checkpoint";
+    }
+    if (!found) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(found);
 }
 
 TEST(WalCheckpointer, StartFailsOnAMissingDirectory) {
