@@ -194,11 +194,12 @@ using Strand = net::strand<net::io_context::executor_type>;
 using StrandSocket = net::basic_stream_socket<tcp, Strand>;
 using StrandTimer = net::basic_waitable_timer<steady_clock, net::wait_traits<steady_clock>, Strand>;
 
-// The strand the acceptor gave the socket (a new one if it gave something else).
-Strand strand_of(net::io_context& io, tcp::socket& socket) {
+// The strand the acceptor gave the socket (a new one on `fallback` if it gave something else).
+template <class PickIo>
+Strand strand_of(tcp::socket& socket, PickIo&& fallback) {
   const net::any_io_executor executor = socket.get_executor();
   if (const auto* strand = executor.target<Strand>()) return *strand;
-  return net::make_strand(io);
+  return net::make_strand(fallback());
 }
 
 // Moves an accepted socket's descriptor under the typed strand.
@@ -215,6 +216,20 @@ StrandSocket adopt(const Strand& strand, tcp::socket& socket) {
 thread_local const Session* tls_handling_session = nullptr;
 
 // Everything the server shares with its sessions and timers.
+// An io_context run by one thread (the concurrency hint), whose first phase of
+// destruction can be run on its own (see ~Core).
+class IoContext : public net::io_context {
+ public:
+  IoContext() : net::io_context(1) {}
+  using net::io_context::shutdown;
+};
+
+std::vector<std::unique_ptr<IoContext>> make_io_contexts(unsigned n) {
+  std::vector<std::unique_ptr<IoContext>> ios;
+  for (unsigned i = 0; i < std::max(1U, n); ++i) ios.push_back(std::make_unique<IoContext>());
+  return ios;
+}
+
 struct Core {
   Core(ServerOptions o, Handler h);
   ~Core();
@@ -233,8 +248,8 @@ struct Core {
   bool claim_address(const std::string& address);
   void release_address(const std::string& address);
 
-  // Declared before `io` so that they outlive it: handlers destroyed inside
-  // ~io_context destroy sessions, whose destructors still report here.
+  // Declared before `ios` so that they outlive it: handlers destroyed inside
+  // ~io_context (and ~Core) destroy sessions, whose destructors still report here.
   ServerOptions options;
   Handler handler;
   unsigned threads = 1;
@@ -253,7 +268,21 @@ struct Core {
   std::unordered_map<std::string, std::size_t> per_address;  // open connections by peer IP, under per_address_mu
   bool listening = false;
 
-  net::io_context io;
+  // One io_context per io thread, each run by its thread alone: a connection
+  // stays on the context the acceptor gave it (round robin). With one context
+  // shared by all threads, Asio's scheduler handed ready sockets from the
+  // thread in epoll_wait to the others through a mutex and a futex wake-up
+  // each time; at 15,000 draws/s the io threads spent 18.3 us of CPU per draw
+  // with two threads against 13 us with one. ios[0] also runs the control
+  // strand and the server-wide timers.
+  std::vector<std::unique_ptr<IoContext>> ios;
+  std::atomic<unsigned> next_io{0};
+  net::io_context& pick_io() {
+    return *ios[next_io.fetch_add(1, std::memory_order_relaxed) % ios.size()];
+  }
+  void stop_all() {
+    for (auto& c : ios) c->stop();
+  }
   // Acceptor, signals and server-wide timers live on one strand, since
   // shutdown() may be called from any thread.
   net::strand<net::io_context::executor_type> control;
@@ -261,7 +290,7 @@ struct Core {
   net::steady_timer accept_retry;
   net::steady_timer grace;
   std::optional<net::signal_set> signals;
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;  // under mu
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> work;  // under mu
 };
 
 // Memory for the operations that carry work from one thread to another: a
@@ -627,7 +656,7 @@ enum class Phase { idle, reading, continuing, handling, writing, lingering, clos
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Core& server, tcp::socket socket)
-      : server_(server), executor_(strand_of(server.io, socket)), socket_(adopt(executor_, socket)), timer_(executor_) {
+      : server_(server), executor_(strand_of(socket, [&server]() -> net::io_context& { return server.pick_io(); })), socket_(adopt(executor_, socket)), timer_(executor_) {
     bump(server_.counters.open_connections);
     error_code ec;
     // Each response goes out in one write; Nagle would only hold back the
@@ -1128,8 +1157,8 @@ Core::Core(ServerOptions o, Handler h)
     : options(std::move(o)),
       handler(std::move(h)),
       threads(options.threads != 0 ? options.threads : std::max(1U, std::thread::hardware_concurrency())),
-      io(static_cast<int>(threads)),
-      control(net::make_strand(io)),
+      ios(make_io_contexts(threads)),
+      control(net::make_strand(*ios[0])),
       acceptor(control),
       accept_retry(control),
       grace(control) {}
@@ -1143,6 +1172,10 @@ Core::~Core() {
   waiting.clear();
   error_code ec;
   acceptor.close(ec);
+  // As ~io_context does for one context, in two phases over all of them:
+  // first every context destroys the handlers it still holds (which may own
+  // sessions whose sockets belong to another context), then they are freed.
+  for (auto& c : ios) c->shutdown();
 }
 
 Status Core::listen() {
@@ -1154,7 +1187,7 @@ Status Core::listen() {
   if (!ec) {
     endpoint = tcp::endpoint(address, options.port);
   } else {
-    tcp::resolver resolver(io);
+    tcp::resolver resolver(*ios[0]);
     const auto results = resolver.resolve(options.host, std::to_string(options.port),
                                           tcp::resolver::passive | tcp::resolver::numeric_service, ec);
     if (ec || results.empty()) {
@@ -1183,7 +1216,7 @@ Status Core::listen() {
 
 void Core::do_accept() {
   if (stopping.load() || !acceptor.is_open()) return;
-  acceptor.async_accept(net::make_strand(io),
+  acceptor.async_accept(net::make_strand(pick_io()),
                         [this](error_code ec, tcp::socket socket) { on_accept(ec, std::move(socket)); });
 }
 
@@ -1290,7 +1323,7 @@ void Core::session_gone(Session* s) {
     last = sessions == nullptr;
   }
   // The last connection of a shutdown ends the wait for shutdown_grace.
-  if (last && stopping.load() && !destroying.load()) io.stop();
+  if (last && stopping.load() && !destroying.load()) stop_all();
 }
 
 void Core::run(std::function<void()> stopping_cb) {
@@ -1301,7 +1334,7 @@ void Core::run(std::function<void()> stopping_cb) {
       call_now = true;
     } else {
       on_stopping = std::move(stopping_cb);
-      work.emplace(io.get_executor());
+      for (auto& c : ios) work.push_back(net::make_work_guard(c->get_executor()));
     }
   }
   if (call_now && stopping_cb) stopping_cb();
@@ -1313,11 +1346,11 @@ void Core::run(std::function<void()> stopping_cb) {
 
   std::vector<std::thread> pool;
   pool.reserve(threads - 1);
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] {
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this, i] {
     name_this_thread("fd-io");
-    io.run();
+    ios[i]->run();
   });
-  io.run();
+  ios[0]->run();
   for (auto& t : pool) t.join();
 
   // No io thread runs any more: the control objects may be touched directly.
@@ -1325,7 +1358,7 @@ void Core::run(std::function<void()> stopping_cb) {
   acceptor.close(ec);
   signals.reset();  // restores the default dispositions
   std::lock_guard lock(mu);
-  work.reset();
+  work.clear();
 }
 
 void Core::shutdown() {
@@ -1335,7 +1368,7 @@ void Core::shutdown() {
   {
     std::lock_guard lock(mu);
     cb = std::move(on_stopping);
-    work.reset();
+    work.clear();
     for (auto& t : timers) {
       if (auto p = t.lock()) live_timers.push_back(std::move(p));
     }
@@ -1351,14 +1384,14 @@ void Core::shutdown() {
     if (signals) signals->cancel(ec);
     grace.expires_after(options.shutdown_grace);
     grace.async_wait([this](error_code wait_ec) {
-      if (!wait_ec) io.stop();  // in-flight requests ran out of time
+      if (!wait_ec) stop_all();  // in-flight requests ran out of time
     });
   });
   for (auto& t : live_timers) t->cancel();
   for (auto& s : open_sessions) s->on_server_stopping();
   // Sessions gone before we looked will not report again: nothing to wait for.
   // (Dropping our references below may also end the last one, which stops io.)
-  if (open_sessions.empty()) io.stop();
+  if (open_sessions.empty()) stop_all();
 }
 
 }  // namespace
@@ -1381,10 +1414,10 @@ void Server::run(std::function<void()> on_stopping) { impl_->core.run(std::move(
 
 void Server::shutdown() { impl_->core.shutdown(); }
 
-void Server::post(std::function<void()> fn) { net::post(impl_->core.io, cross_thread(std::move(fn))); }
+void Server::post(std::function<void()> fn) { net::post(impl_->core.pick_io(), cross_thread(std::move(fn))); }
 
 std::shared_ptr<Timer> Server::every(std::chrono::milliseconds period, std::function<void()> fn) {
-  auto timer = std::make_shared<RepeatingTimer>(impl_->core.io, period, std::move(fn));
+  auto timer = std::make_shared<RepeatingTimer>(*impl_->core.ios[0], period, std::move(fn));
   bool stopped = false;
   {
     std::lock_guard lock(impl_->core.mu);
