@@ -1135,8 +1135,8 @@ class RepeatingTimer : public std::enable_shared_from_this<RepeatingTimer> {
     });
   }
 
-  net::strand<net::io_context::executor_type> strand_;
-  net::steady_timer timer_;
+  Strand strand_;
+  StrandTimer timer_;  // typed by its strand: a generic timer boxed the executor on each wait (two allocations a tick)
   std::chrono::milliseconds period_;
   std::function<void()> fn_;
   std::atomic<bool> cancelled_{false};
