@@ -317,6 +317,7 @@ struct Api::PendingDraw {
   std::string path;
   std::string allow_origin;
   std::array<char, 128> request_id{};
+  unsigned lane = 0;  // the connection's io thread
 
   void keep(Answer&& a) {
     answer = std::move(a);
@@ -380,29 +381,39 @@ void Api::expire_deadlines() {
 }
 
 // Runs where the store completes the draw (the sink's writer thread), once per
-// draw. Only the draw that finds the queue empty posts to an io thread, so the
-// acks of one group commit share one post. The outcome waits here, not in the
-// PendingDraw: the deadline list's weak_ptr keeps a PendingDraw's memory until
-// its deadline, long after the answer.
+// draw. The answer is queued for the io thread of the draw's connection, and
+// only the draw that finds that queue empty posts to it, so the acks of one
+// group commit share one post per io thread, and each response is written by
+// the thread that builds it. The outcome waits here, not in the PendingDraw:
+// the deadline list's weak_ptr keeps a PendingDraw's memory until its
+// deadline, long after the answer.
 void Api::queue_answer(const std::shared_ptr<PendingDraw>& draw, Result<DrawOutcome> outcome) {
+  const unsigned lane = draw->lane % kAnswerLanes;
+  AnswerQueue& queue = answer_lanes_[lane];
   bool wake = false;
   {
-    std::lock_guard lock(answers_mutex_);
-    wake = answers_.empty();
-    answers_.push_back(DrawAnswer{draw, std::move(outcome)});
+    std::lock_guard lock(queue.mutex);
+    wake = queue.answers.empty();
+    queue.answers.push_back(DrawAnswer{draw, std::move(outcome)});
   }
-  if (wake) ctx_.post([this] { answer_draws(); });
+  if (!wake) return;
+  if (ctx_.post_to) {
+    ctx_.post_to(draw->lane, [this, lane] { answer_draws(lane); });
+  } else {
+    ctx_.post([this, lane] { answer_draws(lane); });
+  }
 }
 
 // On an io thread: answers every draw queued so far. The queue's storage goes
 // round between answers_, the batch and spare_answers_, so a steady load
 // allocates none of it.
-void Api::answer_draws() {
+void Api::answer_draws(unsigned lane) {
+  AnswerQueue& queue = answer_lanes_[lane];
   std::vector<DrawAnswer> batch;
   {
-    std::lock_guard lock(answers_mutex_);
-    batch.swap(answers_);
-    answers_.swap(spare_answers_);
+    std::lock_guard lock(queue.mutex);
+    batch.swap(queue.answers);
+    queue.answers.swap(queue.spare);
   }
   for (auto& [pending, outcome] : batch) {
     if (pending->answered.exchange(true)) continue;  // the deadline answered already
@@ -421,8 +432,8 @@ void Api::answer_draws() {
     pending->finish(*this, std::move(response));
   }
   batch.clear();
-  std::lock_guard lock(answers_mutex_);
-  if (spare_answers_.capacity() < batch.capacity()) spare_answers_.swap(batch);
+  std::lock_guard lock(queue.mutex);
+  if (queue.spare.capacity() < batch.capacity()) queue.spare.swap(batch);
 }
 
 // Decorates the response (CORS), records the request's metrics and log line,
@@ -671,6 +682,7 @@ void Api::handle(http::Request&& request, http::Responder respond) {
       auto pending = PendingDraw::make();
       pending->deadline = started + std::chrono::milliseconds(ctx_.config.http.request_timeout_ms);
       pending->keep(std::move(answer));  // `finish` and `fail` are not used from here on
+      pending->lane = request.io_lane;
       {
         std::lock_guard lock(pending_mutex_);
         pending_.push_back(pending);

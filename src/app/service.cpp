@@ -610,6 +610,9 @@ Result<std::unique_ptr<Service>> Service::create(Config config) {
   api_context.address_limiter = s.address_limiter.get();
   api_context.trusted_proxies = s.trusted_proxies ? &*s.trusted_proxies : nullptr;
   api_context.jwt = s.jwt ? &*s.jwt : nullptr;
+  api_context.post_to = [impl](unsigned lane, std::function<void()> fn) {
+    impl->server->post_to(lane, std::move(fn));
+  };
   s.api = std::make_unique<Api>(std::move(api_context));
   s.server = std::make_unique<http::Server>(
       server_options, [impl](http::Request&& request, http::Responder respond) {

@@ -280,6 +280,12 @@ struct Core {
   net::io_context& pick_io() {
     return *ios[next_io.fetch_add(1, std::memory_order_relaxed) % ios.size()];
   }
+  unsigned lane_of(const net::execution_context& context) const {
+    for (std::size_t i = 0; i < ios.size(); ++i) {
+      if (ios[i].get() == &context) return static_cast<unsigned>(i);
+    }
+    return 0;
+  }
   void stop_all() {
     for (auto& c : ios) c->stop();
   }
@@ -849,6 +855,7 @@ class Session : public std::enable_shared_from_this<Session> {
     req.request_id.assign(x.request_id);
     req.remote_addr.assign(remote_addr_);
     req.keep_alive = keep_alive_;
+    req.io_lane = lane_;
 
     bump(server_.counters.in_flight_requests);
     // The Handler may answer later from any thread, or drop the Responder;
@@ -1072,6 +1079,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Core& server_;
   const Strand executor_;  // the connection's strand; never changes, so any thread may post to it
+  const unsigned lane_ = server_.lane_of(executor_.get_inner_executor().context());  // its io thread
   StrandSocket socket_;
   StrandTimer timer_;
   std::unique_ptr<Exchange> x_;  // while a request is in progress; see Exchange
@@ -1415,6 +1423,11 @@ void Server::run(std::function<void()> on_stopping) { impl_->core.run(std::move(
 void Server::shutdown() { impl_->core.shutdown(); }
 
 void Server::post(std::function<void()> fn) { net::post(impl_->core.pick_io(), cross_thread(std::move(fn))); }
+
+void Server::post_to(unsigned lane, std::function<void()> fn) {
+  auto& ios = impl_->core.ios;
+  net::post(*ios[lane % ios.size()], cross_thread(std::move(fn)));
+}
 
 std::shared_ptr<Timer> Server::every(std::chrono::milliseconds period, std::function<void()> fn) {
   auto timer = std::make_shared<RepeatingTimer>(*impl_->core.ios[0], period, std::move(fn));

@@ -8,8 +8,11 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -652,6 +655,57 @@ TEST(HttpServer, EveryBeforeRunAndPost) {
   server.shutdown();  // also stops the timer
   runner.join();
   EXPECT_EQ(server.thread_count(), 2U);
+}
+
+// Each io thread runs its own io_context: connections are dealt to them in
+// turn, a connection's requests all arrive on one thread, and post_to(lane)
+// runs work on the thread of that lane's connections (the draw answers' path).
+TEST(HttpServer, ConnectionsAreDealtToIoThreadsAndPostToRunsOnTheirThread) {
+  std::mutex mu;
+  std::map<unsigned, std::set<std::thread::id>> handler_threads;  // by io_lane
+  std::map<unsigned, std::set<std::thread::id>> posted_threads;
+  Server* server_ptr = nullptr;
+  Server server(test_options(), [&](Request&& req, Responder respond) {
+    const unsigned lane = req.io_lane;
+    {
+      std::lock_guard lock(mu);
+      handler_threads[lane].insert(std::this_thread::get_id());
+    }
+    server_ptr->post_to(lane, [&, lane, respond = std::move(respond)] {
+      {
+        std::lock_guard lock(mu);
+        posted_threads[lane].insert(std::this_thread::get_id());
+      }
+      respond(text(200, std::to_string(lane)));
+    });
+  });
+  server_ptr = &server;
+  ASSERT_TRUE(server.listen().ok());
+  std::thread runner([&server] { server.run(); });
+  std::vector<std::unique_ptr<RawClient>> clients;
+  std::set<std::string> lanes_seen;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(std::make_unique<RawClient>(server.port()));
+    ASSERT_TRUE(clients.back()->connected());
+  }
+  for (int round = 0; round < 3; ++round) {
+    for (auto& c : clients) {
+      ASSERT_TRUE(c->send(get("/lane")));
+      auto r = c->read_response();
+      ASSERT_TRUE(r);
+      EXPECT_EQ(r->status, 200);
+      lanes_seen.insert(r->body);
+    }
+  }
+  server.shutdown();
+  runner.join();
+  EXPECT_EQ(lanes_seen, (std::set<std::string>{"0", "1"}));
+  ASSERT_EQ(handler_threads.size(), 2U);
+  for (const auto& [lane, threads] : handler_threads) {
+    EXPECT_EQ(threads.size(), 1U) << "lane " << lane << " ran on more than one thread";
+    EXPECT_EQ(posted_threads[lane], threads) << "post_to(" << lane << ") ran on another thread";
+  }
+  EXPECT_NE(*handler_threads[0].begin(), *handler_threads[1].begin());
 }
 
 TEST(HttpServer, ListenFailureNamesTheAddress) {

@@ -3,6 +3,7 @@
 // A plain function of the request (no sockets), so it is testable directly.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <functional>
@@ -38,6 +39,8 @@ struct ApiContext {
   RateLimiter* address_limiter = nullptr;
   const TrustedProxies* trusted_proxies = nullptr;
   const JwtVerifier* jwt = nullptr;
+  // Runs a function on a given io thread (a Request's io_lane); null: `post`.
+  std::function<void(unsigned, std::function<void()>)> post_to{};
 };
 
 class Api {
@@ -60,7 +63,7 @@ class Api {
     Result<DrawOutcome> outcome;
   };
   void queue_answer(const std::shared_ptr<PendingDraw>& draw, Result<DrawOutcome> outcome);
-  void answer_draws();
+  void answer_draws(unsigned lane);
 
   ApiContext ctx_;
   std::atomic<bool> draining_{false};
@@ -68,10 +71,15 @@ class Api {
   std::mutex pending_mutex_;
   // In deadline order, since every draw gets the same timeout.
   std::deque<std::weak_ptr<PendingDraw>> pending_;  // guarded by pending_mutex_
-  std::mutex answers_mutex_;
-  // Draws with their outcome, waiting for an io thread to answer them.
-  std::vector<DrawAnswer> answers_;        // guarded by answers_mutex_
-  std::vector<DrawAnswer> spare_answers_;  // empty; guarded by answers_mutex_
+  // Draws with their outcome, waiting for their connection's io thread to
+  // answer them: one queue per io lane (lane % kAnswerLanes).
+  struct AnswerQueue {
+    std::mutex mutex;
+    std::vector<DrawAnswer> answers;  // guarded by mutex
+    std::vector<DrawAnswer> spare;    // empty; guarded by mutex
+  };
+  static constexpr unsigned kAnswerLanes = 64;
+  std::array<AnswerQueue, kAnswerLanes> answer_lanes_;
 };
 
 // Exposed for tests: the Idempotency-Key header, bare or as a quoted string.

@@ -26,6 +26,7 @@ struct Request {
   std::string request_id;   // X-Request-Id (client's if valid, else generated)
   std::string remote_addr;  // peer IP address
   bool keep_alive = true;
+  unsigned io_lane = 0;  // the io thread whose connection this is (Server::post_to runs work there)
 
   // First value of a header (name is matched case-insensitively).
   std::optional<std::string_view> header(std::string_view name) const;

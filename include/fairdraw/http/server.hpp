@@ -75,6 +75,9 @@ class Server {
 
   // Runs fn on an io thread.
   void post(std::function<void()> fn);
+  // Runs fn on io thread `lane` (a Request's io_lane): work that ends in
+  // responses on that thread's connections, with no hop between threads.
+  void post_to(unsigned lane, std::function<void()> fn);
   // Calls fn every period on an io thread until cancelled or shutdown (each
   // period counts from the end of the previous call). Dropping the handle does
   // not cancel. May be called before run().
