@@ -314,7 +314,12 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
   // back yet): this key may have been one of them, so the durable record decides.
   if (restoring || idempotency_.maybe_evicted(now)) {
     auto found = sink_.find_by_idempotency_key(command.activity_id, command.idempotency_key);
-    if (!found.ok()) return refuse(found.error());
+    if (!found.ok()) {
+      // Whose key this is stays unknown: not this request's (see release_unowned).
+      idempotency_.release_unowned(entry);
+      if (token_taken) tokens_->give_back(command.idempotency_key, now + options_.token_ttl_ms);
+      return done(found.error());
+    }
     if (found.value()) {
       const DrawRecord& earlier = *found.value();
       const std::uint64_t owner = draw_fingerprint(earlier.activity_id, earlier.user_id);

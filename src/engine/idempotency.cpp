@@ -330,6 +330,13 @@ namespace {
 // is what lets expiry check "not Drawing" and erase atomically with respect to claims.
 IdempotencyTable::Claim classify(IdemEntry* entry, std::uint64_t fingerprint) {
   using Kind = IdempotencyTable::Claim::Kind;
+  // Unowned: the claim takes the key, and the key takes the claimant's fingerprint.
+  IdemState unowned = IdemState::unowned;
+  if (entry->state.compare_exchange_strong(unowned, IdemState::drawing, std::memory_order_acq_rel,
+                                           std::memory_order_acquire)) {
+    entry->fingerprint = fingerprint;
+    return {Kind::claimed, entry, std::nullopt};
+  }
   if (entry->fingerprint != fingerprint) return {Kind::mismatch, nullptr, std::nullopt};
   // Acquire pairs with complete()'s release-store of Done, so the outcome may be read.
   IdemState state = entry->state.load(std::memory_order_acquire);
@@ -434,6 +441,14 @@ void IdempotencyTable::complete_from_record(IdemEntry* entry, const DrawRecord& 
 void IdempotencyTable::release(IdemEntry* entry) {
   IdemState expected = IdemState::drawing;
   entry->state.compare_exchange_strong(expected, IdemState::idle, std::memory_order_release,
+                                       std::memory_order_relaxed);
+}
+
+void IdempotencyTable::release_unowned(IdemEntry* entry) {
+  // Under the shard's mutex, as classify() reads and sets the fingerprint there.
+  std::lock_guard lock(shard_for(hash_of(*entry)).mutex);
+  IdemState expected = IdemState::drawing;
+  entry->state.compare_exchange_strong(expected, IdemState::unowned, std::memory_order_release,
                                        std::memory_order_relaxed);
 }
 

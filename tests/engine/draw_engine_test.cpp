@@ -524,6 +524,34 @@ TEST_F(DrawEngineTest, LiveKeysComeBackAfterRecoveryAndReplayMeanwhile) {
   EXPECT_EQ(fresh_again->record.seq, 4);
 }
 
+// A key looked up in the record (here: while the live keys come back) when the
+// record cannot be read: the request gets 503, and the key is nobody's yet,
+// so its owner, retrying with its own body, gets its draw back, not a 422.
+TEST_F(DrawEngineTest, KeyLookupFailureLeavesTheKeyToItsOwner) {
+  ASSERT_TRUE(engine_->put_activity("a", make_config({{1, 10}}, 1), kStart).ok());
+  auto original = draw("user1", "k1");
+  ASSERT_TRUE(original.ok()) << original.error().detail;
+  close();
+  open({}, /*hold_live_keys=*/true);
+
+  gate_->fail_key_lookups(true);
+  auto foreign = draw("eve", "k1");
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_EQ(foreign.error().kind, ErrorKind::unavailable);
+  auto owner_meanwhile = draw("user1", "k1");
+  ASSERT_FALSE(owner_meanwhile.ok());
+  EXPECT_EQ(owner_meanwhile.error().kind, ErrorKind::unavailable);
+
+  gate_->fail_key_lookups(false);
+  auto owner = draw("user1", "k1");
+  ASSERT_TRUE(owner.ok()) << owner.error().detail;
+  EXPECT_TRUE(owner->replayed);
+  EXPECT_EQ(owner->record.draw_id, original->record.draw_id);
+  auto foreign_again = draw("eve", "k1");
+  ASSERT_FALSE(foreign_again.ok());
+  EXPECT_EQ(foreign_again.error().kind, ErrorKind::idempotency_key_reused);
+}
+
 TEST_F(DrawEngineTest, TokensAreRequiredWhenConfigured) {
   close();
   DrawEngineOptions options;

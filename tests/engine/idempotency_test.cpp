@@ -53,6 +53,26 @@ TEST(IdempotencyTest, StateMachine) {
   EXPECT_EQ(table.size(), 3U);
 }
 
+TEST(IdempotencyTest, ReleasedUnownedTheNextClaimTakesTheKeyWhateverItsFingerprint) {
+  IdempotencyTable table(16, 60'000);
+  auto first = table.claim("act", "k", 42, 0);
+  ASSERT_EQ(first.kind, Kind::claimed);
+  table.release_unowned(first.entry);
+  EXPECT_EQ(first.entry->state.load(), IdemState::unowned);
+  auto second = table.claim("act", "k", 43, 1);  // another fingerprint: not a mismatch
+  ASSERT_EQ(second.kind, Kind::claimed);
+  EXPECT_EQ(second.entry, first.entry);
+  EXPECT_EQ(table.claim("act", "k", 43, 2).kind, Kind::in_flight);
+  table.release(second.entry);  // a plain release keeps the new claimant's fingerprint
+  EXPECT_EQ(table.claim("act", "k", 42, 3).kind, Kind::mismatch);
+  auto third = table.claim("act", "k", 43, 3);
+  ASSERT_EQ(third.kind, Kind::claimed);
+  table.complete(third.entry, record("act", "k", 1, 1));
+  table.release_unowned(third.entry);  // too late: a Done entry stays Done
+  EXPECT_EQ(table.claim("act", "k", 43, 4).kind, Kind::done);
+  EXPECT_EQ(table.claim("act", "k", 42, 4).kind, Kind::mismatch);
+}
+
 TEST(IdempotencyTest, ReleaseAllowsAReclaim) {
   IdempotencyTable table(16, 60'000);
   auto first = table.claim("act", "k", 42, 0);

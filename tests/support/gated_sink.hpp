@@ -1,6 +1,7 @@
 // Test support: a Sink decorator around the real sink that can hold appends
 // (and so their acks) until released, to observe a draw while it is in flight,
-// and hold the loading of live keys, to observe the engine while they come back.
+// hold the loading of live keys, to observe the engine while they come back,
+// and fail lookups by idempotency key, as a database that cannot be read would.
 #pragma once
 
 #include <condition_variable>
@@ -43,6 +44,10 @@ class GatedSink final : public Sink {
   }
   Result<std::optional<DrawRecord>> find_by_idempotency_key(std::string_view a,
                                                             std::string_view k) override {
+    {
+      std::lock_guard l(m_);
+      if (fail_key_lookups_) return make_error(ErrorKind::unavailable, "reading the draws failed (test)");
+    }
     return inner_.find_by_idempotency_key(a, k);
   }
   Result<DrawPage> activity_draws(std::string_view a, std::int64_t after, std::size_t n) override {
@@ -78,6 +83,7 @@ class GatedSink final : public Sink {
     }
     return inner_.load_live_draws(a, s, n, on_draw);
   }
+  void fail_key_lookups(bool on) { std::lock_guard l(m_); fail_key_lookups_ = on; }
   // load_live_draws waits while they are held.
   void hold_live_draws() { std::lock_guard l(m_); live_held_ = true; }
   void release_live_draws() {
@@ -94,6 +100,7 @@ class GatedSink final : public Sink {
   std::condition_variable live_cv_;
   bool live_held_ = false;
   bool held_ = false;
+  bool fail_key_lookups_ = false;
   std::vector<std::pair<DrawRecord, Ack>> pending_;
 };
 

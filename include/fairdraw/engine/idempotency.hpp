@@ -22,7 +22,9 @@
 
 namespace fairdraw {
 
-enum class IdemState : std::uint8_t { idle, drawing, done };
+// unowned: idle, and the next claim takes the key whatever its fingerprint
+// (release_unowned()).
+enum class IdemState : std::uint8_t { idle, drawing, done, unowned };
 
 // The fixed part of an entry; the scope text ("activity\nkey") and the outcome
 // area follow it in the same block. Created and freed by IdempotencyTable only.
@@ -85,6 +87,11 @@ class IdempotencyTable {
                             std::uint64_t fingerprint);
   // Drawing -> Idle: the draw was refused (nothing recorded); the key may be retried.
   void release(IdemEntry* entry);
+  // Drawing -> Unowned: the claimant cannot tell whether the key is someone
+  // else's (the durable record could not be read). Released with the
+  // claimant's fingerprint, the key would refuse its owner (422) until it
+  // expired; unowned, the next claim takes it whatever its fingerprint.
+  void release_unowned(IdemEntry* entry);
   // Recovery: a Done entry from the durable record. It may run while claims
   // are served (set_restoring()): a key claimed meanwhile is left to its
   // claimant, and noted as left out unless it is Done already.
