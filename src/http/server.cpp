@@ -308,16 +308,29 @@ struct Core {
 struct CrossThreadOpsTag {};
 using CrossThreadOps = BlockPool<CrossThreadOpsTag, 256, 1024>;
 
-// A handler whose operations take their memory from CrossThreadOps.
-template <class F>
-struct CrossThreadHandler {
-  using allocator_type = BlockPoolAllocator<void, CrossThreadOps>;
+// Memory for a connection's wait for readability, one per request. Asio's
+// per-thread cache was most often held by the other operations of the moment
+// (timers, strand hops), so about nine waits in ten were a malloc.
+struct ReadWaitOpsTag {};
+using ReadWaitOps = BlockPool<ReadWaitOpsTag, 256, 1024>;
+
+// A handler whose operations take their memory from Pool.
+template <class Pool, class F>
+struct PooledHandler {
+  using allocator_type = BlockPoolAllocator<void, Pool>;
   allocator_type get_allocator() const noexcept { return {}; }
-  void operator()() { f(); }
+  template <class... Args>
+  void operator()(Args&&... args) {
+    f(std::forward<Args>(args)...);
+  }
   F f;
 };
 template <class F>
-CrossThreadHandler<std::decay_t<F>> cross_thread(F&& f) {
+PooledHandler<CrossThreadOps, std::decay_t<F>> cross_thread(F&& f) {
+  return {std::forward<F>(f)};
+}
+template <class F>
+PooledHandler<ReadWaitOps, std::decay_t<F>> pooled_read_wait(F&& f) {
   return {std::forward<F>(f)};
 }
 
@@ -773,7 +786,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // when they are there (on_readable), into the Exchange's buffer.
   void read_more() {
     if (phase_ == Phase::reading) arm_read_deadline();
-    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
+    socket_.async_wait(tcp::socket::wait_read,
+                       pooled_read_wait([self = shared_from_this()](error_code ec) { self->on_readable(ec); }));
   }
 
   void on_readable(error_code ec) {
