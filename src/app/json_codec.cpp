@@ -1,6 +1,8 @@
 // JSON encoding and decoding of activities, draws and fairness documents.
 #include "fairdraw/app/json_codec.hpp"
 
+#include "fairdraw/http/message.hpp"
+
 #include <algorithm>
 #include <charconv>
 #include <limits>
@@ -206,7 +208,7 @@ void append_int(std::string& out, std::int64_t v) {
 }  // namespace
 
 std::string draw_body(const DrawRecord& r) {
-  std::string out;
+  std::string out = http::take_body_buffer();  // built on the io thread that writes it
   out.reserve(160 + r.activity_id.size() + r.user_id.size() +
               (r.prize_id ? r.prize_id->size() : 0) + (r.prize_name ? r.prize_name->size() : 0));
   out.append("{\"activity_id\":");

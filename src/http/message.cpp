@@ -3,6 +3,9 @@
 #include "fairdraw/http/message.hpp"
 
 #include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace fairdraw::http {
 namespace {
@@ -93,5 +96,26 @@ std::optional<std::string_view> Response::header(std::string_view name) const {
 }
 
 std::string percent_decode(std::string_view in) { return decode(in, false); }
+
+namespace {
+constexpr std::size_t kKeptBodyBuffers = 64;
+constexpr std::size_t kKeptBodyBufferCapacity = 4096;  // larger ones are freed
+thread_local std::vector<std::string> body_buffers;
+}  // namespace
+
+std::string take_body_buffer() {
+  if (body_buffers.empty()) return {};
+  std::string buffer = std::move(body_buffers.back());
+  body_buffers.pop_back();
+  return buffer;
+}
+
+void recycle_body_buffer(std::string&& buffer) {
+  // Short strings live inside the string object: nothing to keep.
+  if (buffer.capacity() <= std::string().capacity() || buffer.capacity() > kKeptBodyBufferCapacity) return;
+  if (body_buffers.size() >= kKeptBodyBuffers) return;
+  buffer.clear();
+  body_buffers.push_back(std::move(buffer));
+}
 
 }  // namespace fairdraw::http

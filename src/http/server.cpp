@@ -966,7 +966,8 @@ class Session : public std::enable_shared_from_this<Session> {
       out.append("Content-Length: ");
       out.append(digits, std::to_chars(digits, digits + sizeof digits, r.body.size()).ptr);
       out.append("\r\n");
-      if (!head_) x.out_body = std::move(r.body);
+      // The buffer of the body written before goes back for the next body built on this thread.
+      if (!head_) recycle_body_buffer(std::exchange(x.out_body, std::move(r.body)));
     }
     // As Beast's keep_alive(): 1.1 says only close, 1.0 only keep-alive.
     if (version_ >= 11 && close) out.append("Connection: close\r\n");

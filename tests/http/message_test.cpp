@@ -2,6 +2,8 @@
 #include "fairdraw/http/message.hpp"
 
 #include <memory>
+#include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -114,6 +116,30 @@ TEST(ResponderTest, TargetHearsOfTheLastCopy) {
   }
   EXPECT_EQ(probe.delivered, 1);
   EXPECT_EQ(probe.unreferenced_calls, 1);
+}
+
+// On a thread of its own, so the list starts empty and ends with the thread.
+TEST(BodyBuffers, AWrittenBodysBufferIsHandedOutAgainOnItsThread) {
+  std::thread([] {
+    EXPECT_EQ(take_body_buffer().capacity(), std::string().capacity());  // none kept yet
+    std::string body(300, 'x');
+    const char* storage = body.data();
+    recycle_body_buffer(std::move(body));
+    std::string again = take_body_buffer();
+    EXPECT_TRUE(again.empty());
+    EXPECT_EQ(again.data(), storage);  // the same buffer, not a new one
+    EXPECT_GE(again.capacity(), 300U);
+    EXPECT_EQ(take_body_buffer().capacity(), std::string().capacity());  // it was the only one
+
+    recycle_body_buffer(std::string("short"));       // inside the string object: nothing to keep
+    recycle_body_buffer(std::string(100'000, 'y'));  // too large to keep
+    EXPECT_EQ(take_body_buffer().capacity(), std::string().capacity());
+
+    for (int i = 0; i < 100; ++i) recycle_body_buffer(std::string(200, 'z'));
+    int kept = 0;
+    while (take_body_buffer().capacity() >= 200) ++kept;
+    EXPECT_EQ(kept, 64);  // a short list per thread
+  }).join();
 }
 
 }  // namespace

@@ -47,6 +47,14 @@ struct Response {
   std::optional<std::string_view> header(std::string_view name) const;
 };
 
+// Response bodies built where the response will be written (a draw's answer
+// is built on its connection's io thread) can reuse the buffers of bodies
+// already written there: the server gives each written body's buffer back to
+// its thread's short list, and take_body_buffer() hands one out (empty, with
+// its capacity), so a steady load allocates no body. Per thread, no lock.
+std::string take_body_buffer();
+void recycle_body_buffer(std::string&& buffer);
+
 // Delivers a request's one Response. It may be copied, moved to another thread
 // and called from any thread, also after the Handler has returned. Copies
 // share one Target, reference counted: the server's answers the first call
