@@ -231,7 +231,7 @@ one_run() {  # BUILD_DIR RUN
   # Redis's own view: µs of each command per draw (wall time inside Redis, inflated by load)
   awk -F'[:,=]' -v d="$draws" '/^cmdstat_/ {
       sub("cmdstat_", "", $1); printf "    %-12s calls/draw %.3f  us/draw %.2f\n", $1, $3 / d, $5 / d }' \
-    "$work/commandstats" | sort -k5 -n -r | head -8 >"$work/commandstats.per_draw"
+    "$work/commandstats" | sort -k5 -n -r | head -14 >"$work/commandstats.per_draw"
   tail -1 "$work/results" | awk '{printf "run %s %s: %d draws, %s draws/s; CPU per draw (us): fairdraw %s, redis %s, postgresql %s; context switches per draw: fairdraw %s, redis %s\n", $2, $1, $3, $4, $5, $6, $7, $8, $9}'
   cat "$work/commandstats.per_draw"
   stop_all

@@ -205,11 +205,10 @@ struct CachedActivity {
   TimeZone time_zone = TimeZone::utc();
   std::vector<std::uint32_t> weights;
   std::string prizes_json;
-  // The draw's key prefixes ("fd:{A}:", and with "day:", "idem:", "unpersisted:u:"), made once.
+  // The draw's key prefixes ("fd:{A}:", and with "day:", "idem:"), made once.
   std::string prefix;
   std::string day_prefix;
   std::string idem_prefix;
-  std::string user_prefix;
 };
 using ActivityPtr = std::shared_ptr<const CachedActivity>;
 
@@ -390,7 +389,6 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     act->prefix = prefix_of(id);
     act->day_prefix = act->prefix + "day:";
     act->idem_prefix = act->prefix + "idem:";
-    act->user_prefix = act->prefix + "unpersisted:u:";
     act->version = version;
     act->deck_version = deck_version;
     act->ended = ended;
@@ -611,7 +609,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     command.arg(prefix, "cfg").arg(prefix, "seq").arg(prefix, "wins").arg(prefix, "users");
     command.arg(act->day_prefix, day_text).arg(act->idem_prefix, c.idempotency_key);
     command.arg(prefix, "stream").arg(prefix, "chain").arg(prefix, "unpersisted");
-    command.arg(act->user_prefix, c.user_id);
+    command.arg(prefix, "unpersisted:byuser");
     command.arg(c.user_id).arg(c.now_ms).arg(op->draw_id).arg(act->version).arg(token);
     command.arg(std::max<std::int64_t>(1, options.idempotency_ttl_ms)).arg(c.activity_id);
     command.arg(c.idempotency_key).arg(prefix);
@@ -932,7 +930,10 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     for (const std::string& id : activities) {
       const std::string prefix = prefix_of(id);
       std::vector<std::string> keys{prefix + "unpersisted", prefix + "stream"};
-      if (!user.empty()) keys.push_back(prefix + "unpersisted:u:" + user);
+      if (!user.empty()) {
+        keys.push_back(prefix + "unpersisted:u:" + user);  // written by versions before 2026-11-25
+        keys.push_back(prefix + "unpersisted:byuser");
+      }
       auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
       replies.push_back(promise->get_future());
       script(find_unpersisted_script, *admin, std::move(keys), args,
@@ -980,7 +981,8 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
       ids = activity_ids();
     }
     auto found = find_unpersisted(
-        ids, {"user", std::to_string(limit), at_or_before_ms ? std::to_string(*at_or_before_ms) : ""}, user_id);
+        ids, {"user", std::to_string(limit), at_or_before_ms ? std::to_string(*at_or_before_ms) : "", user_id},
+        user_id);
     if (!found.ok()) return found.error();
     std::vector<DrawRecord>& records = found.value();
     std::erase_if(records, [&](const DrawRecord& r) { return r.user_id != user_id; });

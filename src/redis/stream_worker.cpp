@@ -512,7 +512,7 @@ struct StreamWorker::Impl {
       auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
       forgets.push_back(promise->get_future());
       forget_activities.push_back(&activity);
-      forget_persisted_script.call(*control, {prefix + "unpersisted"}, std::move(args),
+      forget_persisted_script.call(*control, {prefix + "unpersisted", prefix + "unpersisted:byuser"}, std::move(args),
                                    [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
     }
     for (auto& f : acks) {
