@@ -295,13 +295,17 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- Redis calls, async and blocking -------------------------------------------------
 
+  void note_health(const Result<RedisReply>& reply) {
+    if (reply.ok()) {
+      healthy.store(true, std::memory_order_relaxed);
+    } else if (reply.error().kind == ErrorKind::unavailable) {
+      healthy.store(false, std::memory_order_relaxed);
+    }
+  }
+
   RedisCallback track(RedisCallback done) {
     return [self = shared_from_this(), done = std::move(done)](Result<RedisReply> reply) {
-      if (reply.ok()) {
-        self->healthy.store(true, std::memory_order_relaxed);
-      } else if (reply.error().kind == ErrorKind::unavailable) {
-        self->healthy.store(false, std::memory_order_relaxed);
-      }
+      self->note_health(reply);
       done(std::move(reply));
     };
   }
@@ -550,16 +554,15 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     };
     op->draw_id = make_ulid(command_in.now_ms, entropy);
     op->command = std::move(command_in);
-    with_config(op, [self = shared_from_this(), op](ActivityPtr act) {
-      if (!self->options.require_token) return self->run_draw(op, act);
-      self->take_token(op, act);
-    });
+    // The activity's config, from the cache (no callback made on this path) or Redis; the
+    // draw is refused if there is none.
+    if (auto act = cached(op->command.activity_id)) return with_config(op, std::move(act));
+    reload_config(op, [self = shared_from_this(), op](ActivityPtr act) { self->with_config(op, std::move(act)); });
   }
 
-  // The activity's config, from the cache or Redis; refuses the draw if there is none.
-  void with_config(const std::shared_ptr<DrawOp>& op, std::function<void(ActivityPtr)> next) {
-    if (auto act = cached(op->command.activity_id)) return next(std::move(act));
-    reload_config(op, std::move(next));
+  void with_config(const std::shared_ptr<DrawOp>& op, ActivityPtr act) {
+    if (!options.require_token) return run_draw(op, act);
+    take_token(op, std::move(act));
   }
 
   void reload_config(const std::shared_ptr<DrawOp>& op, std::function<void(ActivityPtr)> next) {
@@ -613,10 +616,12 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     command.arg(c.user_id).arg(c.now_ms).arg(op->draw_id).arg(act->version).arg(token);
     command.arg(std::max<std::int64_t>(1, options.idempotency_ttl_ms)).arg(c.activity_id);
     command.arg(c.idempotency_key).arg(prefix);
+    // Three shared_ptrs: the callback stays inline in RedisCallback (no allocation).
     draw_script.call(*draws, prefix, std::move(command),
-                     track([self = shared_from_this(), op, act](Result<RedisReply> reply) {
+                     [self = shared_from_this(), op, act](Result<RedisReply> reply) {
+                       self->note_health(reply);
                        self->on_draw_reply(op, act, reply);
-                     }));
+                     });
   }
 
   void on_draw_reply(const std::shared_ptr<DrawOp>& op, const ActivityPtr& act,
