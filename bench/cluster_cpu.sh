@@ -102,6 +102,13 @@ ticks() {
 switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'
 }
+# Clock ticks of a process's reaped children only (cutime + cstime): Redis's AOF rewrites.
+child_ticks() {
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  s=${s##*) }
+  awk '{print $14 + $15}' <<<"$s"
+}
 # The postmaster and every live child (the reaped ones are in the postmaster's cutime/cstime).
 pg_ticks() {
   local pm total c
@@ -191,7 +198,7 @@ wait_drained() {
 # --- one run -------------------------------------------------------------------------------------
 # Appends "build run draws rps fairdraw_us redis_us pg_us" to $work/results.
 one_run() {  # BUILD_DIR RUN
-  local b=$1 run=$2 f0 r0 p0 f1 r1 p1 fs0 fs1 rs0 rs1 seq0 seq1 draws rps
+  local b=$1 run=$2 f0 r0 p0 f1 r1 p1 fs0 fs1 rs0 rs1 rc0 rc1 rw0 rw1 seq0 seq1 draws rps
   start_redis
   fresh_database
   start_fairdraw "$b"
@@ -200,7 +207,8 @@ one_run() {  # BUILD_DIR RUN
   rc CONFIG RESETSTAT >/dev/null
   seq0=$(rc GET 'fd:{bench}:seq')
   f0=$(ticks "$fd_pid"); r0=$(ticks "$redis_pid"); p0=$(pg_ticks)
-  fs0=$(switches "$fd_pid"); rs0=$(switches "$redis_pid")
+  fs0=$(switches "$fd_pid"); rs0=$(switches "$redis_pid"); rc0=$(child_ticks "$redis_pid")
+  rw0=$(rc INFO persistence | awk -F: '/^aof_rewrites:/ {print $2 + 0}')
   local perfs=() tag
   if [ -n "${CLUSTER_CPU_PERF_DIR:-}" ]; then
     mkdir -p "$CLUSTER_CPU_PERF_DIR"
@@ -216,7 +224,8 @@ one_run() {  # BUILD_DIR RUN
   for p in "${perfs[@]}"; do wait "$p" || true; done
   wait_drained
   f1=$(ticks "$fd_pid"); r1=$(ticks "$redis_pid"); p1=$(pg_ticks)
-  fs1=$(switches "$fd_pid"); rs1=$(switches "$redis_pid")
+  fs1=$(switches "$fd_pid"); rs1=$(switches "$redis_pid"); rc1=$(child_ticks "$redis_pid")
+  rw1=$(rc INFO persistence | awk -F: '/^aof_rewrites:/ {print $2 + 0}')
   seq1=$(rc GET 'fd:{bench}:seq')
   rc INFO commandstats >"$work/commandstats"
   draws=$((seq1 - seq0))
@@ -225,14 +234,14 @@ one_run() {  # BUILD_DIR RUN
     log "wrk reported errors: $(grep 'Non-2xx\|Socket errors' "$work/wrk.out" | tr '\n' ' ')"
   fi
   awk -v b="$b" -v run="$run" -v d="$draws" -v rps="$rps" -v hz="$hz" \
-    -v f=$((f1 - f0)) -v r=$((r1 - r0)) -v p=$((p1 - p0)) -v fs=$((fs1 - fs0)) -v rs=$((rs1 - rs0)) 'BEGIN {
+    -v f=$((f1 - f0)) -v r=$((r1 - r0)) -v p=$((p1 - p0)) -v fs=$((fs1 - fs0)) -v rs=$((rs1 - rs0)) -v rch=$((rc1 - rc0)) -v rw=$((rw1 - rw0)) 'BEGIN {
       us = 1e6 / hz / d
-      printf "%s %s %d %s %.1f %.1f %.1f %.2f %.2f\n", b, run, d, rps, f * us, r * us, p * us, fs / d, rs / d }' >>"$work/results"
+      printf "%s %s %d %s %.1f %.1f %.1f %.2f %.2f %.1f %d\n", b, run, d, rps, f * us, r * us, p * us, fs / d, rs / d, rch * us, rw }' >>"$work/results"
   # Redis's own view: µs of each command per draw (wall time inside Redis, inflated by load)
   awk -F'[:,=]' -v d="$draws" '/^cmdstat_/ {
       sub("cmdstat_", "", $1); printf "    %-12s calls/draw %.3f  us/draw %.2f\n", $1, $3 / d, $5 / d }' \
     "$work/commandstats" | sort -k5 -n -r | head -14 >"$work/commandstats.per_draw"
-  tail -1 "$work/results" | awk '{printf "run %s %s: %d draws, %s draws/s; CPU per draw (us): fairdraw %s, redis %s, postgresql %s; context switches per draw: fairdraw %s, redis %s\n", $2, $1, $3, $4, $5, $6, $7, $8, $9}'
+  tail -1 "$work/results" | awk '{printf "run %s %s: %d draws, %s draws/s; CPU per draw (us): fairdraw %s, redis %s, postgresql %s; context switches per draw: fairdraw %s, redis %s; of Redis'"'"'s CPU, %s us in %d AOF rewrite(s)\n", $2, $1, $3, $4, $5, $6, $7, $8, $9, $10, $11}'
   cat "$work/commandstats.per_draw"
   stop_all
 }
@@ -248,9 +257,9 @@ echo
 echo "CPU per draw (us), $runs run(s) each, alternated; wrk -t1 -c$conns -d${secs}s"
 for b in "${builds[@]}"; do
   awk -v b="$b" '$1 == b {
-      f = f sep $5; r = r sep $6; p = p sep $7; s = s sep $4; x = x sep $8; sep = ", "
+      f = f sep $5; r = r sep $6; p = p sep $7; s = s sep $4; x = x sep $8; w = w sep $10 " (" $11 ")"; sep = ", "
       tf += $5; tr += $6; tp += $7; n++ }
     END {
-      printf "%s\n  fairdraw   %s (mean %.1f)\n  redis      %s (mean %.1f)\n  postgresql %s (mean %.1f)\n  draws/s    %s\n  fairdraw context switches per draw %s\n",
-        b, f, tf / n, r, tr / n, p, tp / n, s, x }' "$work/results"
+      printf "%s\n  fairdraw   %s (mean %.1f)\n  redis      %s (mean %.1f)\n  postgresql %s (mean %.1f)\n  draws/s    %s\n  fairdraw context switches per draw %s\n  redis: of which AOF rewrites (count) %s\n",
+        b, f, tf / n, r, tr / n, p, tp / n, s, x, w }' "$work/results"
 done

@@ -126,10 +126,12 @@ void for_each_pair(const RedisReply& reply, std::size_t from, F&& f) {
   }
 }
 
-Result<DrawRecord> parse_record(const RedisReply& reply, const DrawCommand& command) {
+// The draw's reply as a record; its strings are moved out of the reply and the command (no
+// copy per field): neither is used afterwards.
+Result<DrawRecord> parse_record(RedisReply& reply, DrawCommand& command) {
   DrawRecord rec;
-  rec.activity_id = command.activity_id;
-  rec.idempotency_key = command.idempotency_key;
+  rec.activity_id = std::move(command.activity_id);
+  rec.idempotency_key = std::move(command.idempotency_key);
   bool complete = true;
   int seen = 0;
   auto number = [&](const std::string& value) {
@@ -138,11 +140,14 @@ Result<DrawRecord> parse_record(const RedisReply& reply, const DrawCommand& comm
     ++seen;
     return n.value_or(0);
   };
-  for_each_pair(reply, 1, [&](std::string_view name, const std::string& value) {
+  auto& e = reply.elements;
+  for (std::size_t i = 1; i + 1 < e.size(); i += 2) {
+    const std::string_view name = e[i].str;
+    std::string& value = e[i + 1].str;
     if (name == "draw_id") {
-      rec.draw_id = value;
+      rec.draw_id = std::move(value);
     } else if (name == "user_id") {
-      rec.user_id = value;
+      rec.user_id = std::move(value);
     } else if (name == "seq") {
       rec.seq = number(value);
     } else if (name == "epoch") {
@@ -152,15 +157,15 @@ Result<DrawRecord> parse_record(const RedisReply& reply, const DrawCommand& comm
     } else if (name == "drawn_at_ms") {
       rec.drawn_at_ms = number(value);
     } else if (name == "candidate_id") {
-      rec.candidate_id = value;
+      rec.candidate_id = std::move(value);
     } else if (name == "prize_id") {
-      rec.prize_id = value;
+      rec.prize_id = std::move(value);
     } else if (name == "prize_name") {
-      rec.prize_name = value;
+      rec.prize_name = std::move(value);
     } else if (name == "won") {
       rec.won = value == "1";
     }
-  });
+  }
   if (!complete || seen != 4 || rec.draw_id.empty()) return internal("redis: malformed draw result");
   return rec;
 }
@@ -624,8 +629,7 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
                      });
   }
 
-  void on_draw_reply(const std::shared_ptr<DrawOp>& op, const ActivityPtr& act,
-                     const Result<RedisReply>& reply) {
+  void on_draw_reply(const std::shared_ptr<DrawOp>& op, const ActivityPtr& act, Result<RedisReply>& reply) {
     // A failed call may or may not have run the script: the client retries with the same
     // key and gets either the stored result or a fresh draw, never two.
     if (!reply.ok()) return refuse(op, reply.error());
