@@ -433,8 +433,9 @@ return out
 )lua";
 
 // The worker's cleanup of the read index once draws are persisted (committed to the database):
-// three commands per round in the usual case. A draw missing from the activity's users' set was
-// indexed by a version before 2026-11-25, in a set of its user's: removed from there.
+// two commands per round in the usual case. When ZREM removes fewer members than it was given,
+// some draws were indexed by a version before 2026-11-25, in a set of their user's: the users'
+// sets of that chunk are cleaned too (a ZREM of an absent member or key changes nothing).
 // KEYS: 1 unpersisted, 2 unpersisted:byuser.
 // ARGV: 1 earlier versions' user index prefix 'fd:{A}:unpersisted:u:', then draw_id, user_id pairs.
 // The per-user keys are not declared: they share the activity's hash tag, hence its slot.
@@ -446,11 +447,9 @@ for i = 2, #ARGV - 1, 2 do
 end
 for i = 1, #ids, 1000 do
   local j = math.min(i + 999, #ids)
-  local scores = redis.call('ZMSCORE', KEYS[2], unpack(members, i, j))
-  for k = i, j do
-    if not scores[k - i + 1] then redis.call('ZREM', ARGV[1] .. ARGV[2 * k + 1], ids[k]) end
+  if redis.call('ZREM', KEYS[2], unpack(members, i, j)) < j - i + 1 then
+    for k = i, j do redis.call('ZREM', ARGV[1] .. ARGV[2 * k + 1], ids[k]) end
   end
-  redis.call('ZREM', KEYS[2], unpack(members, i, j))
   redis.call('HDEL', KEYS[1], unpack(ids, i, j))
 end
 return 0
