@@ -486,34 +486,42 @@ struct StreamWorker::Impl {
   // read index of unpersisted draws (one script per activity), all pipelined at once: both
   // only follow the commit. A reader asks PostgreSQL before and after the index, so a draw
   // leaving the index once committed is never missed, whatever the order of the two.
-  void ack_and_forget(const std::map<std::string, std::vector<std::string>>& durable,
-                      const std::map<std::string, std::vector<std::string>>& persisted) {
+  void ack_and_forget(const std::vector<Entry>& good, const std::vector<char>& state) {
+    // The durable entries by activity; the commands are written straight as RESP from the
+    // entries (no argv of copied ids: a round holds up to thousands of them).
+    std::map<std::string_view, std::vector<std::size_t>> durable;
+    for (std::size_t i = 0; i < good.size(); ++i) {
+      if (state[i] == 1) durable[good[i].activity_id].push_back(i);
+    }
     std::vector<std::future<Result<RedisReply>>> acks;
     std::vector<std::future<Result<RedisReply>>> forgets;
-    std::vector<const std::string*> forget_activities;
-    for (const auto& [activity, ids] : durable) {
-      std::vector<std::string> argv;
-      argv.reserve(3 + ids.size());
-      argv.push_back("XACK");
-      argv.push_back(stream_key(activity));
-      argv.push_back(options.group);
-      argv.insert(argv.end(), ids.begin(), ids.end());
+    std::vector<std::string_view> forget_activities;
+    for (const auto& [activity, rows] : durable) {
+      const std::string key = stream_key(activity);
+      CommandWriter ack(3 + rows.size(), 64 + rows.size() * 28);
+      ack.arg("XACK").arg(key).arg(options.group);
+      for (std::size_t i : rows) ack.arg(good[i].id);
       auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
       acks.push_back(promise->get_future());
-      const std::string key = argv[1];
-      control->command(key, std::move(argv), [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
-    }
-    for (const auto& [activity, pairs] : persisted) {
-      const std::string prefix = "fd:{" + activity + "}:";
-      std::vector<std::string> args;
-      args.reserve(1 + pairs.size());
-      args.push_back(prefix + "unpersisted:u:");
-      args.insert(args.end(), pairs.begin(), pairs.end());
-      auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
-      forgets.push_back(promise->get_future());
-      forget_activities.push_back(&activity);
-      forget_persisted_script.call(*control, {prefix + "unpersisted", prefix + "unpersisted:byuser"}, std::move(args),
+      auto bytes = std::move(ack).take();
+      if (!bytes.ok()) {
+        promise->set_value(bytes.error());
+      } else {
+        control->command_formatted(key, std::move(bytes.value()),
                                    [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
+      }
+
+      const std::string prefix = "fd:{" + std::string(activity) + "}:";
+      std::size_t size = 256;
+      for (std::size_t i : rows) size += good[i].record->draw_id.size() + good[i].record->user_id.size() + 16;
+      CommandWriter forget = forget_persisted_script.begin(2, 1 + 2 * rows.size(), size);
+      forget.arg(prefix, "unpersisted").arg(prefix, "unpersisted:byuser").arg(prefix, "unpersisted:u:");
+      for (std::size_t i : rows) forget.arg(good[i].record->draw_id).arg(good[i].record->user_id);
+      auto forgot = std::make_shared<std::promise<Result<RedisReply>>>();
+      forgets.push_back(forgot->get_future());
+      forget_activities.push_back(activity);
+      forget_persisted_script.call(*control, prefix, std::move(forget),
+                                   [forgot](Result<RedisReply> r) { forgot->set_value(std::move(r)); });
     }
     for (auto& f : acks) {
       const auto r = wait(f);
@@ -529,7 +537,7 @@ struct StreamWorker::Impl {
       const auto r = wait(forgets[i]);
       if (!r.ok() || r->is_error()) {
         log_limited(WorkerLogLevel::warn, "stream worker: cannot clean the unpersisted-draws index",
-                    *forget_activities[i] + ": " + describe(r));
+                    std::string(forget_activities[i]) + ": " + describe(r));
       }
     }
   }
@@ -555,21 +563,12 @@ struct StreamWorker::Impl {
       state = round->state;
     }
 
-    std::map<std::string, std::vector<std::string>> durable;
-    std::map<std::string, std::vector<std::string>> persisted;  // draw_id, user_id pairs
+    ack_and_forget(good, state);
     std::vector<Entry> refused;
     for (std::size_t i = 0; i < good.size(); ++i) {
-      if (state[i] == 1) {
-        durable[good[i].activity_id].push_back(good[i].id);
-        auto& done = persisted[good[i].activity_id];
-        done.push_back(good[i].record->draw_id);
-        done.push_back(good[i].record->user_id);
-      } else if (state[i] == 2) {
-        refused.push_back(std::move(good[i]));
-      }
+      if (state[i] == 2) refused.push_back(std::move(good[i]));
       // 0: no answer before the drain deadline; stays pending for another instance.
     }
-    ack_and_forget(durable, persisted);
     if (refused.empty()) return refused;
 
     refused_count.fetch_add(refused.size(), std::memory_order_relaxed);
