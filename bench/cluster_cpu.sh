@@ -36,7 +36,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=$2; shift 2 ;;
     --secs) secs=$2; shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) builds+=("$1"); shift ;;
   esac
 done
@@ -50,7 +50,10 @@ done
 
 host=127.0.0.1
 base=${CLUSTER_CPU_PORT:-18250}
-[ "$base" -ge 18250 ] && [ $((base + 2)) -le 18299 ] || { echo "CLUSTER_CPU_PORT must keep base..base+2 in 18250-18299" >&2; exit 2; }
+if [ "$base" -lt 18250 ] || [ $((base + 2)) -gt 18299 ]; then
+  echo "CLUSTER_CPU_PORT must keep base..base+2 in 18250-18299" >&2
+  exit 2
+fi
 redis_port=$base
 pg_port=$((base + 1))
 fd_port=$((base + 2))
@@ -186,8 +189,8 @@ drained() {
   [ "$(rc HLEN 'fd:{bench}:unpersisted')" = 0 ]
 }
 wait_drained() {
-  local i
-  for i in $(seq 600); do
+  local _
+  for _ in $(seq 600); do
     drained && return 0
     sleep 0.1
   done
@@ -198,7 +201,7 @@ wait_drained() {
 # --- one run -------------------------------------------------------------------------------------
 # Appends "build run draws rps fairdraw_us redis_us pg_us" to $work/results.
 one_run() {  # BUILD_DIR RUN
-  local b=$1 run=$2 f0 r0 p0 f1 r1 p1 fs0 fs1 rs0 rs1 rc0 rc1 rw0 rw1 seq0 seq1 draws rps
+  local b=$1 round=$2 f0 r0 p0 f1 r1 p1 fs0 fs1 rs0 rs1 rc0 rc1 rw0 rw1 seq0 seq1 draws rps
   start_redis
   fresh_database
   start_fairdraw "$b"
@@ -212,7 +215,7 @@ one_run() {  # BUILD_DIR RUN
   local perfs=() tag
   if [ -n "${CLUSTER_CPU_PERF_DIR:-}" ]; then
     mkdir -p "$CLUSTER_CPU_PERF_DIR"
-    tag=$(basename "$b")-$run
+    tag=$(basename "$b")-$round
     perf record -q --call-graph dwarf,16384 -F 499 -p "$fd_pid" -o "$CLUSTER_CPU_PERF_DIR/fairdraw-$tag.data" \
       -- sleep "$secs" 2>/dev/null &
     perfs+=($!)
@@ -233,7 +236,7 @@ one_run() {  # BUILD_DIR RUN
   if grep -q 'Non-2xx\|Socket errors' "$work/wrk.out"; then
     log "wrk reported errors: $(grep 'Non-2xx\|Socket errors' "$work/wrk.out" | tr '\n' ' ')"
   fi
-  awk -v b="$b" -v run="$run" -v d="$draws" -v rps="$rps" -v hz="$hz" \
+  awk -v b="$b" -v run="$round" -v d="$draws" -v rps="$rps" -v hz="$hz" \
     -v f=$((f1 - f0)) -v r=$((r1 - r0)) -v p=$((p1 - p0)) -v fs=$((fs1 - fs0)) -v rs=$((rs1 - rs0)) -v rch=$((rc1 - rc0)) -v rw=$((rw1 - rw0)) 'BEGIN {
       us = 1e6 / hz / d
       printf "%s %s %d %s %.1f %.1f %.1f %.2f %.2f %.1f %d\n", b, run, d, rps, f * us, r * us, p * us, fs / d, rs / d, rch * us, rw }' >>"$work/results"
@@ -249,8 +252,8 @@ one_run() {  # BUILD_DIR RUN
 log "PostgreSQL on $host:$pg_port"
 start_pg
 : >"$work/results"
-for run in $(seq "$runs"); do
-  for b in "${builds[@]}"; do one_run "$b" "$run"; done
+for round in $(seq "$runs"); do
+  for b in "${builds[@]}"; do one_run "$b" "$round"; done
 done
 
 echo
