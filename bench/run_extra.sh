@@ -79,7 +79,7 @@ redis_ceiling() {
   day=$((now / 86400000))
   seq0=$($rc GET "${p}seq")
   local args=(EVALSHA "$sha" 10 "${p}cfg" "${p}seq" "${p}wins" "${p}users" "${p}day:$day"
-    "${p}idem:k__rand_int__" "${p}stream" "${p}chain" "${p}unpersisted" "${p}unpersisted:u:u__rand_int__"
+    "${p}idem:k__rand_int__" "${p}stream" "${p}chain" "${p}unpersisted" "${p}unpersisted:byuser"
     "u__rand_int__" "$now" "01BENCH__rand_int__" "$version" 0 86400000 ceiling "k__rand_int__" "$p")
   # redis-benchmark has no duration: a short run (not reported) sizes the measured one to ~8 s,
   # within the deck (2,000,000 cards for both runs together).

@@ -110,7 +110,7 @@ using NodePtr = std::shared_ptr<Node>;
 
 // One command on its way: formatted once, resent as redirects and retries require.
 struct Request {
-  std::string formatted;
+  SharedCommand formatted;  // shared with the connection's inbox: a resend copies nothing
   int slot = -1;  // -1: no key
   RedisCallback done;
   SteadyClock::time_point deadline;
@@ -149,6 +149,10 @@ class RedisRouter::Impl : public std::enable_shared_from_this<Impl> {
   }
 
   void command_formatted(int slot, std::string formatted, RedisCallback done) {
+    command_shared(slot, std::make_shared<const std::string>(std::move(formatted)), std::move(done));
+  }
+
+  void command_shared(int slot, SharedCommand formatted, RedisCallback done) {
     auto request = std::make_shared<Request>();
     request->slot = slot;
     request->done = std::move(done);
@@ -342,9 +346,8 @@ class RedisRouter::Impl : public std::enable_shared_from_this<Impl> {
 
   void send(const RequestPtr& request, NodePtr node, bool asking) {
     if (!node) node = route(request->slot);
-    std::string bytes = request->formatted;  // kept for a resend
-    node->pick().command_formatted(
-        std::move(bytes),
+    node->pick().command_shared(
+        request->formatted,
         [self = shared_from_this(), request](Result<RedisReply> reply) { self->on_reply(request, std::move(reply)); },
         asking);
   }
@@ -435,6 +438,10 @@ void RedisRouter::command(std::string_view key, std::vector<std::string> argv, R
 
 void RedisRouter::command_formatted(std::string_view key, std::string formatted, RedisCallback done) {
   impl_->command_formatted(key_slot(key), std::move(formatted), std::move(done));
+}
+
+void RedisRouter::command_shared(std::string_view key, SharedCommand formatted, RedisCallback done) {
+  impl_->command_shared(key_slot(key), std::move(formatted), std::move(done));
 }
 
 void RedisRouter::command_formatted_any(std::string formatted, RedisCallback done) {

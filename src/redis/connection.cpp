@@ -187,11 +187,11 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
   // Commands from any thread land in the inbox; only the first one into an empty inbox posts
   // a drain to the strand. Under load a whole batch of commands then costs one handler, one
   // wake-up of the connection's thread and one socket write, instead of one each.
-  void post_command(std::string formatted, RedisCallback done, bool asking = false) {
+  void post_command(std::string formatted, SharedCommand shared, RedisCallback done, bool asking = false) {
     bool post = false;
     {
       const std::lock_guard lock(inbox_mutex_);
-      inbox_.push_back(Incoming{std::move(formatted), std::move(done), asking});
+      inbox_.push_back(Incoming{std::move(formatted), std::move(shared), std::move(done), asking});
       post = !drain_posted_;
       drain_posted_ = true;
     }
@@ -278,8 +278,10 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
     flush();
   }
 
+  // The command's bytes are `shared` when set, else `formatted`.
   struct Incoming {
     std::string formatted;
+    SharedCommand shared;
     RedisCallback done;
     bool asking = false;
   };
@@ -290,13 +292,13 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
       draining_.swap(inbox_);
       drain_posted_ = false;
     }
-    for (Incoming& in : draining_) accept(std::move(in.formatted), std::move(in.done), in.asking);
+    for (Incoming& in : draining_) accept(in.shared ? *in.shared : in.formatted, std::move(in.done), in.asking);
     draining_.clear();  // keeps its capacity for the next batch
     flush();
   }
 
   // Queues one command (or fails it); the caller flushes.
-  void accept(std::string formatted, RedisCallback done, bool asking) {
+  void accept(std::string_view formatted, RedisCallback done, bool asking) {
     switch (state_) {
       case State::closed:
         return done(unavailable("connection closed"));
@@ -313,7 +315,7 @@ class RedisConnection::Impl : public std::enable_shared_from_this<Impl> {
     const auto deadline = Clock::now() + options_.command_timeout;
     if (asking) {
       // Its +OK (or error) is swallowed: the command's own reply says what happened.
-      pending_.push_back(Pending{[](Result<RedisReply>) {}, deadline});
+      pending_.push_back(Pending{RedisCallback([](Result<RedisReply>) {}), deadline});
       unsent_ += kAsking;
     }
     pending_.push_back(Pending{std::move(done), deadline});
@@ -497,11 +499,15 @@ void RedisConnection::command(std::vector<std::string> argv, RedisCallback done)
   // Formatting happens on the caller's thread so the strand only appends bytes.
   auto formatted = format_command(argv);
   if (!formatted) return impl_->post_failure(formatted.error(), std::move(done));
-  impl_->post_command(std::move(formatted).value(), std::move(done));
+  impl_->post_command(std::move(formatted).value(), nullptr, std::move(done));
 }
 
 void RedisConnection::command_formatted(std::string formatted, RedisCallback done, bool asking) {
-  impl_->post_command(std::move(formatted), std::move(done), asking);
+  impl_->post_command(std::move(formatted), nullptr, std::move(done), asking);
+}
+
+void RedisConnection::command_shared(SharedCommand formatted, RedisCallback done, bool asking) {
+  impl_->post_command(std::string(), std::move(formatted), std::move(done), asking);
 }
 
 void RedisConnection::close() { impl_->close(); }

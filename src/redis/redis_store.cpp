@@ -126,10 +126,12 @@ void for_each_pair(const RedisReply& reply, std::size_t from, F&& f) {
   }
 }
 
-Result<DrawRecord> parse_record(const RedisReply& reply, const DrawCommand& command) {
+// The draw's reply as a record; its strings are moved out of the reply and the command (no
+// copy per field): neither is used afterwards.
+Result<DrawRecord> parse_record(RedisReply& reply, DrawCommand& command) {
   DrawRecord rec;
-  rec.activity_id = command.activity_id;
-  rec.idempotency_key = command.idempotency_key;
+  rec.activity_id = std::move(command.activity_id);
+  rec.idempotency_key = std::move(command.idempotency_key);
   bool complete = true;
   int seen = 0;
   auto number = [&](const std::string& value) {
@@ -138,11 +140,14 @@ Result<DrawRecord> parse_record(const RedisReply& reply, const DrawCommand& comm
     ++seen;
     return n.value_or(0);
   };
-  for_each_pair(reply, 1, [&](std::string_view name, const std::string& value) {
+  auto& e = reply.elements;
+  for (std::size_t i = 1; i + 1 < e.size(); i += 2) {
+    const std::string_view name = e[i].str;
+    std::string& value = e[i + 1].str;
     if (name == "draw_id") {
-      rec.draw_id = value;
+      rec.draw_id = std::move(value);
     } else if (name == "user_id") {
-      rec.user_id = value;
+      rec.user_id = std::move(value);
     } else if (name == "seq") {
       rec.seq = number(value);
     } else if (name == "epoch") {
@@ -152,15 +157,15 @@ Result<DrawRecord> parse_record(const RedisReply& reply, const DrawCommand& comm
     } else if (name == "drawn_at_ms") {
       rec.drawn_at_ms = number(value);
     } else if (name == "candidate_id") {
-      rec.candidate_id = value;
+      rec.candidate_id = std::move(value);
     } else if (name == "prize_id") {
-      rec.prize_id = value;
+      rec.prize_id = std::move(value);
     } else if (name == "prize_name") {
-      rec.prize_name = value;
+      rec.prize_name = std::move(value);
     } else if (name == "won") {
       rec.won = value == "1";
     }
-  });
+  }
   if (!complete || seen != 4 || rec.draw_id.empty()) return internal("redis: malformed draw result");
   return rec;
 }
@@ -205,11 +210,10 @@ struct CachedActivity {
   TimeZone time_zone = TimeZone::utc();
   std::vector<std::uint32_t> weights;
   std::string prizes_json;
-  // The draw's key prefixes ("fd:{A}:", and with "day:", "idem:", "unpersisted:u:"), made once.
+  // The draw's key prefixes ("fd:{A}:", and with "day:", "idem:"), made once.
   std::string prefix;
   std::string day_prefix;
   std::string idem_prefix;
-  std::string user_prefix;
 };
 using ActivityPtr = std::shared_ptr<const CachedActivity>;
 
@@ -296,13 +300,17 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
 
   // ---- Redis calls, async and blocking -------------------------------------------------
 
+  void note_health(const Result<RedisReply>& reply) {
+    if (reply.ok()) {
+      healthy.store(true, std::memory_order_relaxed);
+    } else if (reply.error().kind == ErrorKind::unavailable) {
+      healthy.store(false, std::memory_order_relaxed);
+    }
+  }
+
   RedisCallback track(RedisCallback done) {
     return [self = shared_from_this(), done = std::move(done)](Result<RedisReply> reply) {
-      if (reply.ok()) {
-        self->healthy.store(true, std::memory_order_relaxed);
-      } else if (reply.error().kind == ErrorKind::unavailable) {
-        self->healthy.store(false, std::memory_order_relaxed);
-      }
+      self->note_health(reply);
       done(std::move(reply));
     };
   }
@@ -390,7 +398,6 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     act->prefix = prefix_of(id);
     act->day_prefix = act->prefix + "day:";
     act->idem_prefix = act->prefix + "idem:";
-    act->user_prefix = act->prefix + "unpersisted:u:";
     act->version = version;
     act->deck_version = deck_version;
     act->ended = ended;
@@ -552,16 +559,15 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     };
     op->draw_id = make_ulid(command_in.now_ms, entropy);
     op->command = std::move(command_in);
-    with_config(op, [self = shared_from_this(), op](ActivityPtr act) {
-      if (!self->options.require_token) return self->run_draw(op, act);
-      self->take_token(op, act);
-    });
+    // The activity's config, from the cache (no callback made on this path) or Redis; the
+    // draw is refused if there is none.
+    if (auto act = cached(op->command.activity_id)) return with_config(op, std::move(act));
+    reload_config(op, [self = shared_from_this(), op](ActivityPtr act) { self->with_config(op, std::move(act)); });
   }
 
-  // The activity's config, from the cache or Redis; refuses the draw if there is none.
-  void with_config(const std::shared_ptr<DrawOp>& op, std::function<void(ActivityPtr)> next) {
-    if (auto act = cached(op->command.activity_id)) return next(std::move(act));
-    reload_config(op, std::move(next));
+  void with_config(const std::shared_ptr<DrawOp>& op, ActivityPtr act) {
+    if (!options.require_token) return run_draw(op, act);
+    take_token(op, std::move(act));
   }
 
   void reload_config(const std::shared_ptr<DrawOp>& op, std::function<void(ActivityPtr)> next) {
@@ -611,18 +617,19 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     command.arg(prefix, "cfg").arg(prefix, "seq").arg(prefix, "wins").arg(prefix, "users");
     command.arg(act->day_prefix, day_text).arg(act->idem_prefix, c.idempotency_key);
     command.arg(prefix, "stream").arg(prefix, "chain").arg(prefix, "unpersisted");
-    command.arg(act->user_prefix, c.user_id);
+    command.arg(prefix, "unpersisted:byuser");
     command.arg(c.user_id).arg(c.now_ms).arg(op->draw_id).arg(act->version).arg(token);
     command.arg(std::max<std::int64_t>(1, options.idempotency_ttl_ms)).arg(c.activity_id);
     command.arg(c.idempotency_key).arg(prefix);
+    // Three shared_ptrs: the callback stays inline in RedisCallback (no allocation).
     draw_script.call(*draws, prefix, std::move(command),
-                     track([self = shared_from_this(), op, act](Result<RedisReply> reply) {
+                     [self = shared_from_this(), op, act](Result<RedisReply> reply) {
+                       self->note_health(reply);
                        self->on_draw_reply(op, act, reply);
-                     }));
+                     });
   }
 
-  void on_draw_reply(const std::shared_ptr<DrawOp>& op, const ActivityPtr& act,
-                     const Result<RedisReply>& reply) {
+  void on_draw_reply(const std::shared_ptr<DrawOp>& op, const ActivityPtr& act, Result<RedisReply>& reply) {
     // A failed call may or may not have run the script: the client retries with the same
     // key and gets either the stored result or a fresh draw, never two.
     if (!reply.ok()) return refuse(op, reply.error());
@@ -932,7 +939,10 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
     for (const std::string& id : activities) {
       const std::string prefix = prefix_of(id);
       std::vector<std::string> keys{prefix + "unpersisted", prefix + "stream"};
-      if (!user.empty()) keys.push_back(prefix + "unpersisted:u:" + user);
+      if (!user.empty()) {
+        keys.push_back(prefix + "unpersisted:u:" + user);  // written by versions before 2026-11-25
+        keys.push_back(prefix + "unpersisted:byuser");
+      }
       auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
       replies.push_back(promise->get_future());
       script(find_unpersisted_script, *admin, std::move(keys), args,
@@ -980,7 +990,8 @@ struct RedisStore::Impl : std::enable_shared_from_this<Impl> {
       ids = activity_ids();
     }
     auto found = find_unpersisted(
-        ids, {"user", std::to_string(limit), at_or_before_ms ? std::to_string(*at_or_before_ms) : ""}, user_id);
+        ids, {"user", std::to_string(limit), at_or_before_ms ? std::to_string(*at_or_before_ms) : "", user_id},
+        user_id);
     if (!found.ok()) return found.error();
     std::vector<DrawRecord>& records = found.value();
     std::erase_if(records, [&](const DrawRecord& r) { return r.user_id != user_id; });

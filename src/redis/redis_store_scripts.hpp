@@ -8,8 +8,8 @@ namespace fairdraw::redis::scripts {
 
 // One draw.
 // KEYS: 1 cfg, 2 seq, 3 wins, 4 users, 5 day:<local day>, 6 idem:<key>, 7 stream, 8 chain,
-//       9 unpersisted, 10 unpersisted:u:<user_id> (9 and 10 optional: the read index of draws
-//       not yet persisted, see kFindUnpersisted)
+//       9 unpersisted, 10 unpersisted:byuser (9 and 10 optional: the read index of draws not
+//       yet persisted, see kFindUnpersisted)
 // ARGV: 1 user_id, 2 now_ms, 3 draw_id (ULID made by the client), 4 cfg version the client's
 //       local day was computed with, 5 token ('0' not required, '1' taken, '2' not a live token),
 //       6 idempotency TTL ms, 7 activity_id, 8 idempotency key, 9 key prefix "fd:{A}:"
@@ -119,14 +119,20 @@ redis.call('SET', KEYS[6], cmsgpack.pack(rec), 'PX', ARGV[6])
 local entry = redis.call('XADD', KEYS[7], '*', 'activity_id', ARGV[7], 'idempotency_key', ARGV[8], unpack(rec, 2))
 -- Until the worker has persisted it, the draw is found by id and by user through these
 -- (the worker removes both entries once the row is committed).
+-- The users' index is one sorted set per activity, members '<user>\0<draw_id>' (user ids hold
+-- no control characters; a draw id is a ULID whose first 10 characters are drawn_at_ms, so the
+-- members of a user sort by time): no key is created and deleted per draw, and the worker
+-- removes a whole round's members with one ZREM. Versions before 2026-11-25 kept a sorted set
+-- per user (unpersisted:u:<user>), still read and cleaned.
 if KEYS[10] then
   redis.call('HSET', KEYS[9], ARGV[3], entry)
-  redis.call('ZADD', KEYS[10], ARGV[2], ARGV[3])
+  redis.call('ZADD', KEYS[10], 0, ARGV[1] .. '\0' .. ARGV[3])
 end
 redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
--- The day's counts live two days from the day's last new user: the key is created by a
--- user's first draw of the day, so it always has its TTL.
-if redis.call('HINCRBY', KEYS[5], ARGV[1], 1) == 1 then redis.call('EXPIRE', KEYS[5], 172800) end
+-- The day's counts live two days from the day's first new user (the key is created by a
+-- user's first draw of the day, so it always has its TTL; NX: later new users neither write
+-- nor log a new TTL). A local day is at most 25 hours long, so the key outlives its day.
+if redis.call('HINCRBY', KEYS[5], ARGV[1], 1) == 1 then redis.call('EXPIRE', KEYS[5], 172800, 'NX') end
 if slot == 0 then redis.call('HSET', ARGV[9] .. 'epoch:' .. fmt(epoch), 'first_seq', fmt(n)) end
 -- The epoch's last slot: its seed may be published from now on, and its deck is no longer
 -- needed (no draw can reach it again: seqs only grow).
@@ -330,22 +336,39 @@ return out
 )lua";
 
 // Draws not yet persisted, by id or by user: `fd:{A}:unpersisted` maps draw_id -> stream entry
-// id and `fd:{A}:unpersisted:u:<user>` holds the user's draw ids scored by drawn_at_ms, both
-// written by the draw script and cleaned by the stream worker after its XACK. An index entry
-// whose stream entry is gone (trimmed after a cleanup that failed) is dropped here.
+// id and `fd:{A}:unpersisted:byuser` holds '<user>\0<draw_id>' (all scores 0, so ordered by
+// user, then by the draw id's ULID time), both written by the draw script and cleaned by the
+// stream worker after its XACK. Versions before 2026-11-25 wrote `fd:{A}:unpersisted:u:<user>`
+// (the user's draw ids scored by drawn_at_ms) instead: read here too. An index entry whose stream
+// entry is gone (trimmed after a cleanup that failed) is dropped here.
 // A user's: every draw at the cursor's millisecond (ARGV 3, '' for none), then the newest n
 // before it, plus every draw sharing the n-th one's millisecond, so that whatever ranks among
 // the next n after the cursor in any order within a millisecond (the caller orders by seq and
-// draw_id too) is returned.
-// KEYS: 1 unpersisted, 2 stream, 3 unpersisted:u:<user> (or absent)
-// ARGV: 1 'id' | 'user', 2 draw_id (id) or n (user), 3 cursor's drawn_at_ms or '' (user)
+// draw_id too) is returned; from each layout.
+// KEYS: 1 unpersisted, 2 stream, 3 unpersisted:u:<user>, 4 unpersisted:byuser (3 and 4: user only)
+// ARGV: 1 'id' | 'user', 2 draw_id (id) or n (user), 3 cursor's drawn_at_ms or '' (user),
+//       4 user_id (user)
 // Returns a list of stream entry field lists ({field, value, ...}).
 inline constexpr const char* kFindUnpersisted = R"lua(
+-- The first 10 characters of a ULID made at `ms` (Crockford base32 of the 48-bit time).
+local function ulid_time(ms)
+  local alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+  ms = math.max(0, math.min(ms, 281474976710655))
+  local out = {}
+  for i = 9, 0, -1 do
+    local d = math.floor(ms / 32 ^ i) % 32
+    out[#out + 1] = string.sub(alphabet, d + 1, d + 1)
+  end
+  return table.concat(out)
+end
+
 local ids = {}
+local member = {}  -- draw_id -> its member in KEYS[4] (absent: from the per-user set)
 if ARGV[1] == 'id' then
   ids = {ARGV[2]}
 else
   local n = tonumber(ARGV[2])
+  -- The per-user set of earlier versions.
   local upper = '+inf'
   if ARGV[3] ~= '' then
     ids = redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[3], ARGV[3])
@@ -363,6 +386,27 @@ else
       if not have[id] then ids[#ids + 1] = id end
     end
   end
+  -- The activity's set: the same by lexical ranges over '<user>\0<ULID>'.
+  local p = ARGV[4] .. '\0'
+  local function add(m)
+    local id = string.sub(m, #p + 1)
+    if string.len(id) == 26 and not member[id] then
+      ids[#ids + 1] = id
+      member[id] = m
+    end
+  end
+  local top = '(' .. p .. '\255'
+  if ARGV[3] ~= '' then
+    local at = p .. ulid_time(tonumber(ARGV[3]))
+    for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[4], '[' .. at, '(' .. at .. '\255')) do add(m) end
+    top = '(' .. at
+  end
+  local newest = redis.call('ZREVRANGEBYLEX', KEYS[4], top, '[' .. p, 'LIMIT', 0, n)
+  for _, m in ipairs(newest) do add(m) end
+  if #newest == n then
+    local at = string.sub(newest[n], 1, #p + 10)
+    for _, m in ipairs(redis.call('ZRANGEBYLEX', KEYS[4], '[' .. at, '(' .. at .. '\255')) do add(m) end
+  end
 end
 local out = {}
 for _, id in ipairs(ids) do
@@ -377,22 +421,36 @@ for _, id in ipairs(ids) do
       redis.call('HDEL', KEYS[1], id)
     end
   end
-  if not found and KEYS[3] then redis.call('ZREM', KEYS[3], id) end
+  if not found then
+    if member[id] then
+      redis.call('ZREM', KEYS[4], member[id])
+    elseif KEYS[3] then
+      redis.call('ZREM', KEYS[3], id)
+    end
+  end
 end
 return out
 )lua";
 
-// The worker's cleanup of the read index once draws are persisted (committed to the database).
-// KEYS: 1 unpersisted. ARGV: 1 user index prefix 'fd:{A}:unpersisted:u:', then draw_id, user_id pairs.
-// The user keys are not declared: they share the activity's hash tag, hence its slot.
+// The worker's cleanup of the read index once draws are persisted (committed to the database):
+// two commands per round in the usual case. When ZREM removes fewer members than it was given,
+// some draws were indexed by a version before 2026-11-25, in a set of their user's: the users'
+// sets of that chunk are cleaned too (a ZREM of an absent member or key changes nothing).
+// KEYS: 1 unpersisted, 2 unpersisted:byuser.
+// ARGV: 1 earlier versions' user index prefix 'fd:{A}:unpersisted:u:', then draw_id, user_id pairs.
+// The per-user keys are not declared: they share the activity's hash tag, hence its slot.
 inline constexpr const char* kForgetPersisted = R"lua(
-local ids = {}
+local ids, members = {}, {}
 for i = 2, #ARGV - 1, 2 do
   ids[#ids + 1] = ARGV[i]
-  redis.call('ZREM', ARGV[1] .. ARGV[i + 1], ARGV[i])
+  members[#members + 1] = ARGV[i + 1] .. '\0' .. ARGV[i]
 end
 for i = 1, #ids, 1000 do
-  redis.call('HDEL', KEYS[1], unpack(ids, i, math.min(i + 999, #ids)))
+  local j = math.min(i + 999, #ids)
+  if redis.call('ZREM', KEYS[2], unpack(members, i, j)) < j - i + 1 then
+    for k = i, j do redis.call('ZREM', ARGV[1] .. ARGV[2 * k + 1], ids[k]) end
+  end
+  redis.call('HDEL', KEYS[1], unpack(ids, i, j))
 end
 return 0
 )lua";

@@ -1,8 +1,8 @@
 // EVALSHA with SCRIPT LOAD on demand and one retry after NOSCRIPT.
 #include "fairdraw/redis/script.hpp"
 
-#include <functional>
-#include <mutex>
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -10,20 +10,22 @@
 namespace fairdraw::redis {
 
 // Shared with in-flight calls, which may outlive the RedisScript.
+// The SHA is written once (every SCRIPT LOAD of the source answers the same SHA1) and read
+// without a lock on the hot path: `state` goes 0 (none) -> 1 (being written) -> 2 (set).
 struct RedisScript::State {
   explicit State(std::string src) : source(std::move(src)) {}
 
   const std::string source;
-  mutable std::mutex mutex;
-  std::string sha;  // guarded by mutex; empty until SCRIPT LOAD answered
+  std::atomic<int> state{0};
+  std::string sha;  // written once, before state becomes 2
 
-  std::string get_sha() const {
-    const std::lock_guard lock(mutex);
-    return sha;
-  }
-  void set_sha(std::string value) {
-    const std::lock_guard lock(mutex);
-    sha = std::move(value);
+  // Null until SCRIPT LOAD answered.
+  const std::string* get_sha() const { return state.load(std::memory_order_acquire) == 2 ? &sha : nullptr; }
+  void set_sha(const std::string& value) {
+    int expected = 0;
+    if (!state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
+    sha = value;
+    state.store(2, std::memory_order_release);
   }
 };
 
@@ -34,31 +36,47 @@ using State = RedisScript::State;
 constexpr std::size_t kShaLength = 40;
 constexpr std::string_view kShaHeader = "$40\r\n";
 
-// Sends one formatted command where the call goes (a connection, or a router by the first
-// key); it holds its target weakly: a call must not keep a connection its owner has
-// dropped, and a retry on a dropped one fails with unavailable.
-using Sender = std::function<void(std::string, RedisCallback)>;
+// Where a call goes: a connection, or a router by the first key (none: any master). Held
+// weakly: a call must not keep a connection its owner has dropped, and a retry on a dropped
+// one fails with unavailable.
+struct Target {
+  std::weak_ptr<RedisConnection> connection;
+  std::weak_ptr<RedisRouter> router;
+  bool via_router = false;
+  std::optional<std::string> key;
+};
 
 // The EVALSHA is formatted once, with room for the SHA (kShaLength bytes after the first
 // "$40\r\n", which is the SHA's own header: EVALSHA's comes first); the SHA is written in
-// before each send, so a reload after NOSCRIPT resends the same bytes.
+// before each send, so a reload after NOSCRIPT resends the same bytes. They are sent as a
+// SharedCommand aliasing the Call: nothing is copied per send.
 struct Call {
   std::shared_ptr<State> state;
-  Sender send;
+  Target target;
   std::string command;
   RedisCallback done;
 };
 
+void send(const std::shared_ptr<Call>& call, SharedCommand bytes, RedisCallback cb) {
+  const Target& t = call->target;
+  if (auto router = t.router.lock()) {
+    if (t.key) return router->command_shared(*t.key, std::move(bytes), std::move(cb));
+    return router->command_formatted_any(*bytes, std::move(cb));
+  }
+  if (auto connection = t.connection.lock()) return connection->command_shared(std::move(bytes), std::move(cb));
+  cb(make_error(ErrorKind::unavailable, t.via_router ? "redis: router closed" : "redis: connection closed"));
+}
+
 void load_then_eval(std::shared_ptr<Call> call);
 
-void eval(std::shared_ptr<Call> call, const std::string& sha, bool may_reload) {
+void eval(std::shared_ptr<Call> call, std::string_view sha, bool may_reload) {
   const std::size_t at = call->command.find(kShaHeader);
   if (sha.size() != kShaLength || at == std::string::npos || at + kShaHeader.size() + kShaLength > call->command.size()) {
-    return call->done(make_error(ErrorKind::internal, "redis: unexpected script SHA '" + sha + "'"));
+    return call->done(make_error(ErrorKind::internal, "redis: unexpected script SHA '" + std::string(sha) + "'"));
   }
   call->command.replace(at + kShaHeader.size(), kShaLength, sha);
-  std::string bytes = call->command;  // kept for a resend after NOSCRIPT
-  call->send(std::move(bytes), [call, may_reload](Result<RedisReply> reply) {
+  SharedCommand bytes(call, &call->command);
+  send(call, std::move(bytes), [call, may_reload](Result<RedisReply> reply) mutable {
     if (may_reload && reply.ok() && reply->error_code() == "NOSCRIPT") return load_then_eval(std::move(call));
     call->done(std::move(reply));
   });
@@ -67,7 +85,8 @@ void eval(std::shared_ptr<Call> call, const std::string& sha, bool may_reload) {
 void load_then_eval(std::shared_ptr<Call> call) {
   auto load = format_command({"SCRIPT", "LOAD", call->state->source});
   if (!load.ok()) return call->done(load.error());
-  call->send(std::move(load.value()), [call](Result<RedisReply> reply) {
+  auto bytes = std::make_shared<const std::string>(std::move(load.value()));
+  send(call, std::move(bytes), [call](Result<RedisReply> reply) mutable {
     if (!reply.ok() || reply->is_error()) return call->done(std::move(reply));
     if (!reply->is_string()) {
       return call->done(make_error(ErrorKind::internal, "redis: SCRIPT LOAD answered with a " +
@@ -75,7 +94,8 @@ void load_then_eval(std::shared_ptr<Call> call) {
     }
     call->state->set_sha(reply->str);
     // Loaded just now on this connection: a NOSCRIPT now would be a real failure, not a race.
-    eval(call, reply->str, false);
+    const std::string sha = reply->str;
+    eval(std::move(call), sha, false);
   });
 }
 
@@ -103,26 +123,17 @@ RedisScript::RedisScript(std::string source) : state_(std::make_shared<State>(st
 const std::string& RedisScript::source() const { return state_->source; }
 
 std::optional<std::string> RedisScript::sha() const {
-  std::string sha = state_->get_sha();
-  if (sha.empty()) return std::nullopt;
-  return sha;
+  const std::string* sha = state_->get_sha();
+  if (sha == nullptr) return std::nullopt;
+  return *sha;
 }
 
 namespace {
 
 void start(const std::shared_ptr<State>& state, std::shared_ptr<Call> call) {
-  const std::string sha = state->get_sha();
-  if (sha.empty()) return load_then_eval(std::move(call));
-  eval(std::move(call), sha, true);
-}
-
-Sender to_router(RedisRouter& router, std::optional<std::string> key) {
-  return [weak = router.weak_from_this(), key = std::move(key)](std::string formatted, RedisCallback cb) {
-    auto target = weak.lock();
-    if (!target) return cb(make_error(ErrorKind::unavailable, "redis: router closed"));
-    if (key) return target->command_formatted(*key, std::move(formatted), std::move(cb));
-    target->command_formatted_any(std::move(formatted), std::move(cb));
-  };
+  const std::string* sha = state->get_sha();
+  if (sha == nullptr) return load_then_eval(std::move(call));
+  eval(std::move(call), *sha, true);
 }
 
 }  // namespace
@@ -135,29 +146,30 @@ void RedisScript::call(RedisConnection& connection, std::vector<std::string> key
                        RedisCallback done) const {
   auto command = format_eval(keys, args);
   if (!command.ok()) return done(command.error());
-  Sender send = [weak = connection.weak_from_this()](std::string formatted, RedisCallback cb) {
-    auto target = weak.lock();
-    if (!target) return cb(make_error(ErrorKind::unavailable, "redis: connection closed"));
-    target->command_formatted(std::move(formatted), std::move(cb));
-  };
-  start(state_, std::make_shared<Call>(Call{state_, std::move(send), std::move(command.value()), std::move(done)}));
+  Target target;
+  target.connection = connection.weak_from_this();
+  start(state_, std::make_shared<Call>(Call{state_, std::move(target), std::move(command.value()), std::move(done)}));
 }
 
 void RedisScript::call(RedisRouter& router, std::vector<std::string> keys, std::vector<std::string> args,
                        RedisCallback done) const {
   auto command = format_eval(keys, args);
   if (!command.ok()) return done(command.error());
-  std::optional<std::string> key;
-  if (!keys.empty()) key = std::move(keys.front());
-  start(state_, std::make_shared<Call>(
-                    Call{state_, to_router(router, std::move(key)), std::move(command.value()), std::move(done)}));
+  Target target;
+  target.router = router.weak_from_this();
+  target.via_router = true;
+  if (!keys.empty()) target.key = std::move(keys.front());
+  start(state_, std::make_shared<Call>(Call{state_, std::move(target), std::move(command.value()), std::move(done)}));
 }
 
 void RedisScript::call(RedisRouter& router, std::string_view key, CommandWriter command, RedisCallback done) const {
   auto bytes = std::move(command).take();
   if (!bytes.ok()) return done(bytes.error());
-  start(state_, std::make_shared<Call>(
-                    Call{state_, to_router(router, std::string(key)), std::move(bytes.value()), std::move(done)}));
+  Target target;
+  target.router = router.weak_from_this();
+  target.via_router = true;
+  target.key = std::string(key);
+  start(state_, std::make_shared<Call>(Call{state_, std::move(target), std::move(bytes.value()), std::move(done)}));
 }
 
 }  // namespace fairdraw::redis

@@ -118,31 +118,38 @@ struct Entry {
   int healthy_refusals = 0;
 };
 
-Entry parse_entry(const std::string& activity, const RedisReply& item) {
+// The reply's strings are moved into the entry (a round holds thousands), but only once the
+// entry is known to be well-formed: a malformed one keeps every field for the dead letter.
+Entry parse_entry(const std::string& activity, RedisReply& item) {
   Entry e;
   e.activity_id = activity;
   if (!item.is_array() || item.elements.size() != 2 || !item.elements[0].is_string()) {
     e.problem = "not a stream entry";
     return e;
   }
-  e.id = item.elements[0].str;
-  const RedisReply& fields = item.elements[1];
+  e.id = std::move(item.elements[0].str);
+  RedisReply& fields = item.elements[1];
   if (!fields.is_array()) {
     e.problem = "the entry has no fields";
     return e;
   }
-  DrawRecord r;
+  // Pass 1: where each field is, and whether the numbers parse.
+  std::string* draw_id = nullptr;
+  std::string* activity_field = nullptr;
+  std::string* user = nullptr;
+  std::string* key = nullptr;
+  std::string* candidate = nullptr;
+  std::string* prize = nullptr;
+  std::string* prize_name = nullptr;
   std::optional<std::int64_t> seq, epoch, slot, drawn_at;
-  bool has_activity = false, has_user = false, has_key = false;
   std::optional<bool> won;
   for (std::size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
     const std::string& name = fields.elements[i].str;
-    const std::string& value = fields.elements[i + 1].str;
+    std::string& value = fields.elements[i + 1].str;
     if (name == "draw_id") {
-      r.draw_id = value;
+      draw_id = &value;
     } else if (name == "activity_id") {
-      r.activity_id = value;
-      has_activity = true;
+      activity_field = &value;
     } else if (name == "seq") {
       seq = to_int(value);
     } else if (name == "epoch") {
@@ -150,35 +157,42 @@ Entry parse_entry(const std::string& activity, const RedisReply& item) {
     } else if (name == "slot") {
       slot = to_int(value);
     } else if (name == "user_id") {
-      r.user_id = value;
-      has_user = true;
+      user = &value;
     } else if (name == "idempotency_key") {
-      r.idempotency_key = value;
-      has_key = true;
+      key = &value;
     } else if (name == "won") {
       if (value == "0" || value == "1") won = value == "1";
     } else if (name == "drawn_at_ms") {
       drawn_at = to_int(value);
     } else if (name == "candidate_id") {
-      r.candidate_id = value;
+      candidate = &value;
     } else if (name == "prize_id") {
-      r.prize_id = value;
+      prize = &value;
     } else if (name == "prize_name") {
-      r.prize_name = value;
+      prize_name = &value;
     }
   }
-  if (r.draw_id.empty() || !has_activity || !has_user || !has_key || !seq || !epoch || !slot ||
-      !drawn_at || !won) {
+  if (draw_id == nullptr || draw_id->empty() || activity_field == nullptr || user == nullptr || key == nullptr ||
+      !seq || !epoch || !slot || !drawn_at || !won) {
     e.problem = "a field of the draw is missing or malformed";
-  } else if (r.activity_id != activity) {
-    e.problem = "activity_id '" + r.activity_id + "' differs from the stream's";
-  } else if (*won != r.prize_id.has_value()) {
+  } else if (*activity_field != activity) {
+    e.problem = "activity_id '" + *activity_field + "' differs from the stream's";
+  } else if (*won != (prize != nullptr)) {
     e.problem = "won and prize_id disagree";
   }
   if (!e.problem.empty()) {
     for (const RedisReply& f : fields.elements) e.fields.push_back(f.str);
     return e;
   }
+  // Pass 2: well-formed, the strings move.
+  DrawRecord r;
+  r.draw_id = std::move(*draw_id);
+  r.activity_id = std::move(*activity_field);
+  r.user_id = std::move(*user);
+  r.idempotency_key = std::move(*key);
+  if (candidate != nullptr) r.candidate_id = std::move(*candidate);
+  if (prize != nullptr) r.prize_id = std::move(*prize);
+  if (prize_name != nullptr) r.prize_name = std::move(*prize_name);
   r.seq = *seq;
   r.epoch = *epoch;
   r.slot = *slot;
@@ -189,9 +203,10 @@ Entry parse_entry(const std::string& activity, const RedisReply& item) {
 }
 
 // Entries of a [[id, [field, value, …]], …] array.
-void parse_entries(const std::string& activity, const RedisReply& list, std::vector<Entry>& out) {
+void parse_entries(const std::string& activity, RedisReply& list, std::vector<Entry>& out) {
   if (!list.is_array()) return;
-  for (const RedisReply& item : list.elements) {
+  out.reserve(out.size() + list.elements.size());
+  for (RedisReply& item : list.elements) {
     Entry e = parse_entry(activity, item);
     if (!e.id.empty()) out.push_back(std::move(e));
   }
@@ -486,34 +501,42 @@ struct StreamWorker::Impl {
   // read index of unpersisted draws (one script per activity), all pipelined at once: both
   // only follow the commit. A reader asks PostgreSQL before and after the index, so a draw
   // leaving the index once committed is never missed, whatever the order of the two.
-  void ack_and_forget(const std::map<std::string, std::vector<std::string>>& durable,
-                      const std::map<std::string, std::vector<std::string>>& persisted) {
+  void ack_and_forget(const std::vector<Entry>& good, const std::vector<char>& state) {
+    // The durable entries by activity; the commands are written straight as RESP from the
+    // entries (no argv of copied ids: a round holds up to thousands of them).
+    std::map<std::string_view, std::vector<std::size_t>> durable;
+    for (std::size_t i = 0; i < good.size(); ++i) {
+      if (state[i] == 1) durable[good[i].activity_id].push_back(i);
+    }
     std::vector<std::future<Result<RedisReply>>> acks;
     std::vector<std::future<Result<RedisReply>>> forgets;
-    std::vector<const std::string*> forget_activities;
-    for (const auto& [activity, ids] : durable) {
-      std::vector<std::string> argv;
-      argv.reserve(3 + ids.size());
-      argv.push_back("XACK");
-      argv.push_back(stream_key(activity));
-      argv.push_back(options.group);
-      argv.insert(argv.end(), ids.begin(), ids.end());
+    std::vector<std::string_view> forget_activities;
+    for (const auto& [activity, rows] : durable) {
+      const std::string key = stream_key(activity);
+      CommandWriter ack(3 + rows.size(), 64 + rows.size() * 28);
+      ack.arg("XACK").arg(key).arg(options.group);
+      for (std::size_t i : rows) ack.arg(good[i].id);
       auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
       acks.push_back(promise->get_future());
-      const std::string key = argv[1];
-      control->command(key, std::move(argv), [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
-    }
-    for (const auto& [activity, pairs] : persisted) {
-      const std::string prefix = "fd:{" + activity + "}:";
-      std::vector<std::string> args;
-      args.reserve(1 + pairs.size());
-      args.push_back(prefix + "unpersisted:u:");
-      args.insert(args.end(), pairs.begin(), pairs.end());
-      auto promise = std::make_shared<std::promise<Result<RedisReply>>>();
-      forgets.push_back(promise->get_future());
-      forget_activities.push_back(&activity);
-      forget_persisted_script.call(*control, {prefix + "unpersisted"}, std::move(args),
+      auto bytes = std::move(ack).take();
+      if (!bytes.ok()) {
+        promise->set_value(bytes.error());
+      } else {
+        control->command_formatted(key, std::move(bytes.value()),
                                    [promise](Result<RedisReply> r) { promise->set_value(std::move(r)); });
+      }
+
+      const std::string prefix = "fd:{" + std::string(activity) + "}:";
+      std::size_t size = 256;
+      for (std::size_t i : rows) size += good[i].record->draw_id.size() + good[i].record->user_id.size() + 16;
+      CommandWriter forget = forget_persisted_script.begin(2, 1 + 2 * rows.size(), size);
+      forget.arg(prefix, "unpersisted").arg(prefix, "unpersisted:byuser").arg(prefix, "unpersisted:u:");
+      for (std::size_t i : rows) forget.arg(good[i].record->draw_id).arg(good[i].record->user_id);
+      auto forgot = std::make_shared<std::promise<Result<RedisReply>>>();
+      forgets.push_back(forgot->get_future());
+      forget_activities.push_back(activity);
+      forget_persisted_script.call(*control, prefix, std::move(forget),
+                                   [forgot](Result<RedisReply> r) { forgot->set_value(std::move(r)); });
     }
     for (auto& f : acks) {
       const auto r = wait(f);
@@ -529,7 +552,7 @@ struct StreamWorker::Impl {
       const auto r = wait(forgets[i]);
       if (!r.ok() || r->is_error()) {
         log_limited(WorkerLogLevel::warn, "stream worker: cannot clean the unpersisted-draws index",
-                    *forget_activities[i] + ": " + describe(r));
+                    std::string(forget_activities[i]) + ": " + describe(r));
       }
     }
   }
@@ -555,21 +578,12 @@ struct StreamWorker::Impl {
       state = round->state;
     }
 
-    std::map<std::string, std::vector<std::string>> durable;
-    std::map<std::string, std::vector<std::string>> persisted;  // draw_id, user_id pairs
+    ack_and_forget(good, state);
     std::vector<Entry> refused;
     for (std::size_t i = 0; i < good.size(); ++i) {
-      if (state[i] == 1) {
-        durable[good[i].activity_id].push_back(good[i].id);
-        auto& done = persisted[good[i].activity_id];
-        done.push_back(good[i].record->draw_id);
-        done.push_back(good[i].record->user_id);
-      } else if (state[i] == 2) {
-        refused.push_back(std::move(good[i]));
-      }
+      if (state[i] == 2) refused.push_back(std::move(good[i]));
       // 0: no answer before the drain deadline; stays pending for another instance.
     }
-    ack_and_forget(durable, persisted);
     if (refused.empty()) return refused;
 
     refused_count.fetch_add(refused.size(), std::memory_order_relaxed);
@@ -701,7 +715,7 @@ struct StreamWorker::Impl {
         continue;
       }
       if (!reply->is_array()) continue;
-      for (const RedisReply& stream : reply->elements) {
+      for (RedisReply& stream : reply->elements) {
         if (!stream.is_array() || stream.elements.size() != 2) continue;
         auto it = activity_of[i].find(stream.elements[0].str);
         if (it == activity_of[i].end()) continue;

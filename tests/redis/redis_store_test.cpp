@@ -244,7 +244,7 @@ TEST_F(RedisStoreTest, ResultStoredAsAHashByAnEarlierVersionStillReplays) {
 
 // The per-day counts get their TTL when a user first draws that day; later draws of the
 // same user leave it (and the count goes on).
-TEST_F(RedisStoreTest, DayCountsExpireAfterTwoDays) {
+TEST_F(RedisStoreTest, DayCountsExpireTwoDaysAfterTheDaysFirstUser) {
   ASSERT_TRUE(store_->put_activity("a", make_config({{1, 100}}, 1), kStart).ok());
   ASSERT_TRUE(draw("alice", "k1").ok());
   const std::string day_key = "fd:{a}:day:" + std::to_string(kStart / 86'400'000);
@@ -259,7 +259,12 @@ TEST_F(RedisStoreTest, DayCountsExpireAfterTwoDays) {
   EXPECT_GT(kept->integer, 900);
   EXPECT_LE(kept->integer, 1000);
   EXPECT_EQ(run({"HGET", day_key, "alice"})->str, "2");
+  // Two days from the day's first new user: later new users leave the TTL (EXPIRE NX, no AOF
+  // record each), a key that lost its TTL gets one again.
   ASSERT_TRUE(draw("bob", "k3").ok());
+  EXPECT_LE(run({"TTL", day_key})->integer, 1000);
+  ASSERT_EQ(run({"PERSIST", day_key})->integer, 1);
+  ASSERT_TRUE(draw("carol", "k4").ok());
   EXPECT_GT(run({"TTL", day_key})->integer, 172'000);
 }
 

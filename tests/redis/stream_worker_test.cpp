@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -416,6 +417,82 @@ TEST_F(StreamWorkerTest, RecordsAreExactlyWhatRedisStoreDrew) {
   }
   EXPECT_GT(wins, 0);
   EXPECT_EQ(rows("prize_id = 'gold'"), 2) << "stock of gold is 2";
+}
+
+// The users' index of unpersisted draws is one sorted set per activity since 2026-11-25; draws
+// indexed by earlier versions (a sorted set per user, ids scored by drawn_at_ms) are still found
+// by a user's reads and cleaned by the worker once persisted, beside the new ones.
+TEST_F(StreamWorkerTest, UnpersistedIndexOfEarlierVersionsIsReadAndCleaned) {
+  ManualClock clock{1'790'000'000'000};
+  FixedEntropy entropy{12};
+  RedisStoreOptions store_options;
+  store_options.redis = redis_options();
+  store_options.prepare_ahead_draws = 1;
+  store_options.encode_config = [](const ActivityConfig& a) { return app::activity_config_json(a).dump(); };
+  store_options.decode_config = [](const std::string& s) { return app::parse_activity(nlohmann::json::parse(s)); };
+  RedisStore store(io_->io(), std::move(store_options), clock, entropy);
+  ActivityConfig config;
+  config.name = "index";
+  config.miss_weight = 1;
+  config.prizes = {Prize{"p", "P", 1, 100}};
+  ASSERT_TRUE(store.put_activity("ix", config, clock.now_ms()).ok());
+
+  // Draws of "old" and "new", two per millisecond, older first.
+  std::vector<DrawRecord> old_draws;
+  std::vector<DrawRecord> new_draws;
+  for (int i = 0; i < 12; ++i) {
+    auto promise = std::make_shared<std::promise<Result<DrawOutcome>>>();
+    auto future = promise->get_future();
+    const std::string user = i % 2 == 0 ? "old" : "new";
+    store.draw(DrawCommand{"ix", user, "key-" + std::to_string(i), clock.now_ms()},
+               [promise](Result<DrawOutcome> r) { promise->set_value(std::move(r)); });
+    ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+    auto outcome = future.get();
+    ASSERT_TRUE(outcome.ok()) << outcome.error().detail;
+    (i % 2 == 0 ? old_draws : new_draws).push_back(outcome->record);
+    if (i % 4 == 3) clock.advance(5);
+  }
+  // "old"'s draws as an earlier version indexed them.
+  const std::string byuser = "fd:{ix}:unpersisted:byuser";
+  for (const DrawRecord& r : old_draws) {
+    auto moved = redis({"ZREM", byuser, "old" + std::string(1, '\0') + r.draw_id});
+    ASSERT_TRUE(moved.ok() && moved->is_integer() && moved->integer == 1) << r.draw_id;
+    ASSERT_TRUE(redis({"ZADD", "fd:{ix}:unpersisted:u:old", std::to_string(r.drawn_at_ms), r.draw_id}).ok());
+  }
+  ASSERT_EQ(redis({"ZCARD", byuser})->integer, 6);
+
+  const auto ids_of = [](std::vector<DrawRecord> records) {
+    std::vector<std::string> ids;
+    for (const auto& r : records) ids.push_back(r.draw_id);
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  for (const auto* want : {&old_draws, &new_draws}) {
+    const std::string user = want == &old_draws ? "old" : "new";
+    auto all = store.unpersisted_user_draws(user, std::string("ix"), 100);
+    ASSERT_TRUE(all.ok()) << all.error().detail;
+    EXPECT_EQ(ids_of(all.value()), ids_of(*want)) << user;
+    // The newest 1 before the last millisecond, with its millisecond's other draw, and every
+    // draw at the cursor's millisecond.
+    const std::int64_t last_ms = want->back().drawn_at_ms;
+    auto page = store.unpersisted_user_draws(user, std::string("ix"), 1, last_ms);
+    ASSERT_TRUE(page.ok()) << page.error().detail;
+    std::vector<DrawRecord> expected;
+    for (const auto& r : *want) {
+      if (r.drawn_at_ms == last_ms || r.drawn_at_ms == last_ms - 5) expected.push_back(r);
+    }
+    EXPECT_EQ(ids_of(page.value()), ids_of(expected)) << user;
+  }
+
+  PgSink& sink = open_sink();
+  start_worker(worker_options("w1"), sink);
+  ASSERT_TRUE(wait_until([&] { return rows() == 12 && pending("ix") == 0; }, 20s)) << rows();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return redis({"HLEN", "fd:{ix}:unpersisted"})->integer == 0 && redis({"ZCARD", byuser})->integer == 0 &&
+               redis({"EXISTS", "fd:{ix}:unpersisted:u:old"})->integer == 0;
+      },
+      10s));
 }
 
 TEST_F(StreamWorkerTest, PostgresStoppedMidwayBacklogGrowsNothingAckedThenAllPersistedOnce) {

@@ -283,10 +283,10 @@ TEST_F(PgSinkTest, AckedDrawIsReadable) {
   DrawRecord miss = make_draw("a", 0);
   DrawRecord win = make_win("a", 1, "p1");
   win.user_id = "";  // empty strings stay strings, not NULL
-  // Characters that matter to array literals and quoting travel unchanged.
+  // Characters that matter to array literals, COPY's text format and quoting travel unchanged.
   DrawRecord odd = make_win("a", 2, "NULL");
-  odd.user_id = R"(u "quoted", {braced} \back\ NULL)";
-  odd.prize_name = "Prix d'été ☃ \t tab, 'single'";
+  odd.user_id = R"(u "quoted", {braced} \back\ NULL \N)";
+  odd.prize_name = "Prix d'été ☃ \t tab, 'single'\nsecond line\r\n\\.\n\\N";
   odd.idempotency_key = "k,\"}{";
   sink->append(miss, acks.ack());
   sink->append(win, acks.ack());

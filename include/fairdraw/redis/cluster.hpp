@@ -59,6 +59,8 @@ class RedisRouter : public std::enable_shared_from_this<RedisRouter> {
   // The same with the command already formatted (format_command, CommandWriter).
   void command_formatted(std::string_view key, std::string formatted, RedisCallback done);
   void command_formatted_any(std::string formatted, RedisCallback done);
+  // The same with shared bytes (see RedisConnection::command_shared), kept for resends.
+  void command_shared(std::string_view key, SharedCommand formatted, RedisCallback done);
 
   // Fails what is unanswered, later commands fail with unavailable. Idempotent.
   void close();

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fairdraw/inline_function.hpp"
 #include "fairdraw/redis/reply.hpp"
 #include "fairdraw/redis/url.hpp"
 #include "fairdraw/result.hpp"
@@ -69,7 +70,14 @@ class CommandWriter {
   std::size_t left_;
 };
 
-using RedisCallback = std::function<void(Result<RedisReply>)>;
+// Move-only, with 48 bytes inline (three shared_ptrs): a draw's callbacks through the script,
+// the router and the connection allocate nothing (std::function keeps 16 bytes, and a lambda
+// holding a shared_ptr always went to the heap).
+using RedisCallback = InlineFunction<void(Result<RedisReply>), 48>;
+
+// A formatted command shared by whoever may have to send it again (the router after MOVED, a
+// script after NOSCRIPT), so that a send copies nothing but into the connection's write buffer.
+using SharedCommand = std::shared_ptr<const std::string>;
 
 // Thread-safe: every call posts onto the connection's strand, and every callback runs on
 // that strand exactly once (never inline in command()), so callbacks must neither block
@@ -98,6 +106,9 @@ class RedisConnection : public std::enable_shared_from_this<RedisConnection> {
   // first, in the same write, so nothing can come between the two (a Cluster ASK redirect);
   // `done` gets the command's reply only.
   void command_formatted(std::string formatted, RedisCallback done, bool asking = false);
+  // The same with shared bytes: they are appended to the write buffer on the connection's
+  // strand, and must not change until then.
+  void command_shared(SharedCommand formatted, RedisCallback done, bool asking = false);
 
   // Fails every unanswered command with unavailable and stops reconnecting; later commands
   // fail with unavailable. Idempotent.

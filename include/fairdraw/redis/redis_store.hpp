@@ -50,8 +50,9 @@ struct RedisStoreOptions {
 //   fd:{A}:seq          next sequence number (INCR)
 //   fd:{A}:wins         hash prize_id -> wins
 //   fd:{A}:users        hash user_id -> draws in total
-//   fd:{A}:day:<d>      hash user_id -> draws on local day d (expires after 2 days)
-//   fd:{A}:idem:<key>   hash: the stored result of the draw with that key (PEXPIRE: idempotency TTL)
+//   fd:{A}:day:<d>      hash user_id -> draws on local day d (expires 2 days after its first)
+//   fd:{A}:idem:<key>   the stored result of the draw with that key, MessagePack (PX: idempotency TTL;
+//                       a hash of the fields when written by versions before 2026-11-25)
 //   fd:{A}:stream       one entry per draw, for the persistence worker; fields: draw_id,
 //                       activity_id, seq, epoch, slot, user_id, idempotency_key, won ("0"/"1"),
 //                       drawn_at_ms, and when not null candidate_id, prize_id, prize_name.
@@ -60,9 +61,11 @@ struct RedisStoreOptions {
 //   fd:{A}:epoch:<e>    hash: seed (hex), commitment, prizes (JSON [{"id","weight"}]),
 //                       miss_weight, size, deck_version, first_seq, revealed_at_ms, corrupt
 //   fd:{A}:deck:<e>     the shuffled deck, 2 bytes big-endian per slot, 0xFFFF = miss
-//   fd:{A}:unpersisted  hash draw_id -> stream entry id, and fd:{A}:unpersisted:u:<user>
-//                       zset of draw ids by drawn_at_ms: draws not yet persisted, for reads
-//                       (written by the draw script, removed by the worker after its XACK)
+//   fd:{A}:unpersisted  hash draw_id -> stream entry id, and fd:{A}:unpersisted:byuser
+//                       zset of '<user_id>\0<draw_id>' (scores 0: by user, then time): draws not
+//                       yet persisted, for reads (written by the draw script, removed by the
+//                       worker after its XACK). Versions before 2026-11-25 indexed users in
+//                       fd:{A}:unpersisted:u:<user> (draw ids by drawn_at_ms): still read, cleaned
 //   fd:activities       set of activity ids (one key: its own slot; only ever read or
 //                       written alone, by SADD / SMEMBERS)
 //   fd:tokens:<token>   expires_at_ms, PX = token TTL (POST /tokens); one key per token, each
