@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
@@ -223,9 +224,42 @@ Status run_rows(Connection& conn, sqlite3_stmt* stmt, std::string_view what, OnR
   "draw_id, activity_id, seq, epoch, slot, user_id, idempotency_key, candidate_id, prize_id, " \
   "prize_name, won, drawn_at_ms"
 
-constexpr std::string_view kInsertDraw =
-    "INSERT INTO draws (" FD_DRAW_COLUMNS
-    ", key_hash, user_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+// A batch goes into the table as multi-row INSERTs of these sizes, largest
+// first (a batch of 29 rows: 16 + 8 + 4 + 1). Each statement opens its six
+// B-tree cursors and sizes its record buffers once for all its rows; a
+// row-at-a-time INSERT did that, and malloc'ed each (Debian's libsqlite3 is
+// built without lookaside), for every row, besides its own start and reset.
+// OR FAIL, not the default ABORT: a multi-row INSERT that may abort inside a
+// transaction gets a statement journal, a copy of every page it changes
+// (so it can undo its earlier rows), which made it slower than one row at a
+// time. With FAIL a constraint error keeps the statement's earlier rows and
+// stops at the failing one, and sqlite3_changes() says how many went in.
+constexpr std::array<std::size_t, 7> kChunkRows{64, 32, 16, 8, 4, 2, 1};
+constexpr int kDrawParams = 14;  // bound values per row, see bind_draw
+
+std::string make_insert_sql(std::size_t rows) {
+  std::string sql = "INSERT OR FAIL INTO draws (" FD_DRAW_COLUMNS ", key_hash, user_hash) VALUES ";
+  for (std::size_t row = 0; row < rows; ++row) {
+    sql += row == 0 ? "(" : ", (";
+    for (int column = 1; column <= kDrawParams; ++column) {
+      if (column > 1) sql += ", ";
+      sql += "?" + std::to_string(row * kDrawParams + static_cast<std::size_t>(column));
+    }
+    sql += ")";
+  }
+  return sql;
+}
+
+// The SQL of kChunkRows[index] rows; static, so the statement cache can key on it.
+std::string_view insert_sql(std::size_t index) {
+  static const std::array<std::string, kChunkRows.size()> texts = [] {
+    std::array<std::string, kChunkRows.size()> made;
+    for (std::size_t i = 0; i < kChunkRows.size(); ++i) made[i] = make_insert_sql(kChunkRows[i]);
+    return made;
+  }();
+  return texts[index];
+}
+
 constexpr std::string_view kMaxSeq = "SELECT MAX(seq) FROM draws WHERE activity_id = ?1";
 constexpr std::string_view kFindDraw = "SELECT " FD_DRAW_COLUMNS " FROM draws WHERE draw_id = ?1";
 // The lookups by key and by user name their hash index: without statistics the
@@ -402,25 +436,28 @@ Status count_totals(Connection& c, sqlite3_stmt* stmt, std::int64_t since_ms,
   return ran;
 }
 
-int bind_draw(sqlite3_stmt* s, const DrawRecord& r) {
+// Binds one row of an insert_sql() statement: row `row` takes parameters
+// row * kDrawParams + 1 .. + kDrawParams.
+int bind_draw(sqlite3_stmt* s, const DrawRecord& r, std::size_t row) {
+  const int base = static_cast<int>(row) * kDrawParams;
   int rc = SQLITE_OK;
   auto keep = [&rc](int next) {
     if (rc == SQLITE_OK) rc = next;
   };
-  keep(bind_text(s, 1, r.draw_id));
-  keep(bind_text(s, 2, r.activity_id));
-  keep(sqlite3_bind_int64(s, 3, r.seq));
-  keep(sqlite3_bind_int64(s, 4, r.epoch));
-  keep(sqlite3_bind_int64(s, 5, r.slot));
-  keep(bind_text(s, 6, r.user_id));
-  keep(bind_text(s, 7, r.idempotency_key));
-  keep(bind_optional(s, 8, r.candidate_id));
-  keep(bind_optional(s, 9, r.prize_id));
-  keep(bind_optional(s, 10, r.prize_name));
-  keep(sqlite3_bind_int(s, 11, r.won ? 1 : 0));
-  keep(sqlite3_bind_int64(s, 12, r.drawn_at_ms));
-  keep(sqlite3_bind_int64(s, 13, hash64(r.idempotency_key)));
-  keep(sqlite3_bind_int64(s, 14, hash64(r.user_id)));
+  keep(bind_text(s, base + 1, r.draw_id));
+  keep(bind_text(s, base + 2, r.activity_id));
+  keep(sqlite3_bind_int64(s, base + 3, r.seq));
+  keep(sqlite3_bind_int64(s, base + 4, r.epoch));
+  keep(sqlite3_bind_int64(s, base + 5, r.slot));
+  keep(bind_text(s, base + 6, r.user_id));
+  keep(bind_text(s, base + 7, r.idempotency_key));
+  keep(bind_optional(s, base + 8, r.candidate_id));
+  keep(bind_optional(s, base + 9, r.prize_id));
+  keep(bind_optional(s, base + 10, r.prize_name));
+  keep(sqlite3_bind_int(s, base + 11, r.won ? 1 : 0));
+  keep(sqlite3_bind_int64(s, base + 12, r.drawn_at_ms));
+  keep(sqlite3_bind_int64(s, base + 13, hash64(r.idempotency_key)));
+  keep(sqlite3_bind_int64(s, base + 14, hash64(r.user_id)));
   return rc;
 }
 
@@ -458,6 +495,8 @@ struct SqliteSink::Impl {
   // The writer connection: batches (writer thread) and save_* (any thread).
   std::mutex write_mutex;
   std::unique_ptr<Connection> writer;
+  // The writer's insert_sql(i) statements (owned by its statement cache).
+  std::array<sqlite3_stmt*, kChunkRows.size()> insert_chunk{};
 
   // Copies the WAL back into the file beside the writer (its hook is on the
   // writer connection: it goes before the writer does, see ~Impl).
@@ -623,8 +662,10 @@ struct SqliteSink::Impl {
       return make_error(migrated.error().kind,
                         "migrating '" + options.path + "': " + migrated.error().detail);
     }
-    if (auto prepared = writer->statement(kInsertDraw); !prepared.ok()) {
-      return make_error(prepared.error().kind, prepared.error().detail + where);
+    for (std::size_t i = 0; i < kChunkRows.size(); ++i) {
+      auto prepared = writer->statement(insert_sql(i));
+      if (!prepared.ok()) return make_error(prepared.error().kind, prepared.error().detail + where);
+      insert_chunk[i] = prepared.value();
     }
     // From here on the WAL goes back into the file beside the writer, not in
     // the COMMIT that crosses wal_autocheckpoint (which only served migrations).
@@ -810,6 +851,13 @@ struct SqliteSink::Impl {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
 
+  // Rows go in by chunks (see kChunkRows); the rows of one activity are next to
+  // each other in the batch. When a chunk hits a constraint, its first
+  // sqlite3_changes() rows are in and the rest are not; those go in one at a
+  // time, so the refused row is always one that fails by itself, as when every
+  // row was its own INSERT (and a trigger's RAISE(ABORT), which undoes the
+  // whole chunk and leaves sqlite3_changes() at 0, still refuses only the row
+  // that raised it).
   bool commit_attempt(std::vector<Item>& batch, std::vector<char>& rejected, std::string& error) {
     std::lock_guard lock(write_mutex);
     std::fill(rejected.begin(), rejected.end(), 0);
@@ -819,38 +867,56 @@ struct SqliteSink::Impl {
       writer->rollback_if_open();
       return false;
     }
-    auto stmt = writer->statement(kInsertDraw);
-    if (!stmt.ok()) {
-      error = stmt.error().detail;
-      writer->rollback_if_open();
-      return false;
-    }
     std::string_view refused_activity;
     bool refusing = false;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const DrawRecord& r = batch[i].record;
-      if (refusing && r.activity_id == refused_activity) {
+    std::size_t alone_until = 0;  // rows before this go in one at a time (a failed chunk's rest)
+    std::size_t i = 0;
+    while (i < batch.size()) {
+      if (refusing && batch[i].record.activity_id == refused_activity) {
         rejected[i] = 1;
+        ++i;
         continue;
       }
       refusing = false;
-      int rc = bind_draw(*stmt, r);
-      if (rc == SQLITE_OK) rc = sqlite3_step(*stmt);
+      std::size_t chunk = kChunkRows.size() - 1;  // one row
+      if (i >= alone_until) {
+        chunk = 0;
+        while (kChunkRows[chunk] > batch.size() - i) ++chunk;
+      }
+      const std::size_t rows = kChunkRows[chunk];
+      sqlite3_stmt* stmt = insert_chunk[chunk];
+      int rc = SQLITE_OK;
+      for (std::size_t k = 0; k < rows && rc == SQLITE_OK; ++k) {
+        rc = bind_draw(stmt, batch[i + k].record, k);
+      }
+      if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+      const int kept = rc == SQLITE_DONE ? static_cast<int>(rows) : sqlite3_changes(db);
       const std::string message = rc == SQLITE_DONE ? std::string() : message_of(db);
-      sqlite3_reset(*stmt);
-      sqlite3_clear_bindings(*stmt);
-      if (rc == SQLITE_DONE) continue;
-      if (sqlite3_get_autocommit(db) != 0 || primary_code(rc) != SQLITE_CONSTRAINT) {
-        error = "inserting draw seq " + std::to_string(r.seq) + " of '" + r.activity_id +
+      sqlite3_reset(stmt);
+      sqlite3_clear_bindings(stmt);
+      if (rc == SQLITE_DONE) {
+        i += rows;
+        continue;
+      }
+      const DrawRecord& r = batch[i].record;
+      if (sqlite3_get_autocommit(db) != 0 || primary_code(rc) != SQLITE_CONSTRAINT || kept < 0 ||
+          static_cast<std::size_t>(kept) >= rows) {
+        error = "inserting draws from seq " + std::to_string(r.seq) + " of '" + r.activity_id +
                 "': " + message;
         writer->rollback_if_open();
         return false;
+      }
+      if (rows > 1) {
+        alone_until = i + rows;
+        i += static_cast<std::size_t>(kept);
+        continue;
       }
       rejected[i] = 1;
       refusing = true;
       refused_activity = r.activity_id;
       note_error("refused draw seq " + std::to_string(r.seq) + " of '" + r.activity_id +
                  "': " + message);
+      ++i;
     }
     if (step_cached("COMMIT") != SQLITE_OK) {
       error = "committing a batch: " + message_of(db);
