@@ -25,14 +25,12 @@
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <thread>
 #include <unordered_map>
 #include <variant>
@@ -474,14 +472,25 @@ struct SqliteSink::Impl {
   };
   using Entry = std::variant<Item, SetNextSeq>;
 
+  using Waiting = std::map<std::int64_t, Item>;
+
   // The writer's view of one activity. Writer thread only.
   struct Lane {
     std::optional<std::int64_t> next;  // first seq not in the file; unknown until loaded
     std::optional<std::int64_t> hole;  // first seq that will never be in the file
-    std::map<std::int64_t, Item> waiting;
+    Waiting waiting;
+    bool touched = false;  // in this round's `touched`
   };
 
   using Acks = std::vector<std::pair<Ack, bool>>;
+
+  // Map nodes of rows that left a lane's `waiting`, kept to hold the next rows
+  // (a row passes through `waiting` even when it is next in line): up to this
+  // many, beyond which they are freed.
+  static constexpr std::size_t kSpareNodes = 4096;
+  // Past this many entries, a drained queue gives its memory back (after a
+  // burst) instead of keeping it for the next one.
+  static constexpr std::size_t kQueueKeep = 8192;
 
   explicit Impl(SqliteSinkOptions o) : options(std::move(o)) {}
   ~Impl() {
@@ -507,13 +516,26 @@ struct SqliteSink::Impl {
 
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
-  std::deque<Entry> queue;
+  // Appended entries; [queue_head, end) not yet taken by the writer. A vector
+  // reused from round to round, not a deque (a block per entry, as an entry
+  // is larger than libstdc++'s 512-byte deque block).
+  std::vector<Entry> queue;
+  std::size_t queue_head = 0;
   std::unordered_map<std::string, std::int64_t> refused_seqs;  // activity -> lowest refused seq
   SteadyClock::time_point first_queued_at{};
   bool stopping = false;
 
   std::unordered_map<std::string, Lane> lanes;
   std::size_t lanes_with_hole = 0;
+
+  // The writer loop's working sets, kept from round to round so a round
+  // allocates nothing once they have grown (writer thread only).
+  std::vector<Entry> intake;
+  std::vector<std::pair<const std::string*, Lane*>> touched;
+  std::vector<Waiting::node_type> spare_nodes;
+  std::vector<Item> round_rows;
+  std::vector<char> round_rejected;
+  Acks round_acks;
 
   std::atomic<std::size_t> pending{0};
   std::atomic<std::uint64_t> committed_rows{0};
@@ -687,7 +709,7 @@ struct SqliteSink::Impl {
     try {
       std::lock_guard lock(queue_mutex);
       if (!stopping && pending.load(std::memory_order_relaxed) < options.max_queue) {
-        if (queue.empty()) first_queued_at = SteadyClock::now();
+        if (queued_entries() == 0) first_queued_at = SteadyClock::now();
         queue.emplace_back(std::move(item));
         pending.fetch_add(1, std::memory_order_relaxed);
         queued = true;
@@ -714,6 +736,9 @@ struct SqliteSink::Impl {
     queue_cv.notify_one();
   }
 
+  // Entries appended and not yet taken by the writer (queue_mutex held).
+  std::size_t queued_entries() const { return queue.size() - queue_head; }
+
   void stop() {
     std::lock_guard stop_lock(stop_mutex);
     if (stopped) return;
@@ -734,26 +759,22 @@ struct SqliteSink::Impl {
 
   void run() {
     for (;;) {
-      std::vector<Entry> intake;
       std::unordered_map<std::string, std::int64_t> refused;
       {
         std::unique_lock lock(queue_mutex);
-        const bool was_idle = queue.empty() && refused_seqs.empty();
-        queue_cv.wait(lock, [&] { return stopping || !queue.empty() || !refused_seqs.empty(); });
-        if (queue.empty() && refused_seqs.empty()) break;  // stopping, and drained
+        const bool was_idle = queued_entries() == 0 && refused_seqs.empty();
+        queue_cv.wait(lock,
+                      [&] { return stopping || queued_entries() > 0 || !refused_seqs.empty(); });
+        if (queued_entries() == 0 && refused_seqs.empty()) break;  // stopping, and drained
         // Rows that piled up during the previous commit go at once; only a
         // writer that was idle waits for its batch to fill.
         if (was_idle && options.max_batch_delay.count() > 0 && !stopping &&
-            queue.size() < options.batch_max) {
-          queue_cv.wait_until(lock, first_queued_at + options.max_batch_delay,
-                              [&] { return stopping || queue.size() >= options.batch_max; });
+            queued_entries() < options.batch_max) {
+          queue_cv.wait_until(lock, first_queued_at + options.max_batch_delay, [&] {
+            return stopping || queued_entries() >= options.batch_max;
+          });
         }
-        const std::size_t n = std::min(queue.size(), options.batch_max);
-        intake.reserve(n);
-        for (std::size_t i = 0; i < n; ++i) {
-          intake.push_back(std::move(queue.front()));
-          queue.pop_front();
-        }
+        take_queued();
         refused.swap(refused_seqs);
       }
       try {
@@ -762,6 +783,7 @@ struct SqliteSink::Impl {
         // Out of memory mid-round: the rows of this round may go unacknowledged.
         is_healthy.store(false, std::memory_order_relaxed);
         note_error(std::string("writer: ") + e.what());
+        reset_round();
       }
       // After the round's acks fired: a pass here delays the next batch, not this one.
       std::lock_guard lock(write_mutex);
@@ -776,7 +798,50 @@ struct SqliteSink::Impl {
     fire(acks);
   }
 
+  // Moves up to batch_max queued entries into `intake` (queue_mutex held).
+  void take_queued() {
+    intake.clear();
+    const std::size_t n = std::min(queued_entries(), options.batch_max);
+    for (std::size_t i = 0; i < n; ++i) intake.push_back(std::move(queue[queue_head + i]));
+    queue_head += n;
+    if (queue_head == queue.size()) {
+      queue.clear();
+      queue_head = 0;
+      if (queue.capacity() > kQueueKeep) std::vector<Entry>().swap(queue);
+    } else if (queue_head >= queue.size() / 2) {
+      // The writer is behind: drop the taken half so the vector does not grow forever.
+      queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(queue_head));
+      queue_head = 0;
+    }
+  }
+
+  // After a round that threw: nothing of it is kept but the lanes themselves.
+  void reset_round() {
+    for (auto& [id, lane] : touched) lane->touched = false;
+    touched.clear();
+    intake.clear();
+    round_rows.clear();
+    round_acks.clear();
+  }
+
   void refuse(Item& item, Acks& acks) { acks.emplace_back(std::move(item.ack), false); }
+
+  // A node out of a lane's `waiting`, its row already moved or refused.
+  void recycle(Waiting::node_type node) {
+    if (spare_nodes.size() < kSpareNodes) spare_nodes.push_back(std::move(node));
+  }
+
+  // The lane's `touched` entry for this round, the lane made if it is new.
+  Lane& touch(const std::string& activity_id) {
+    auto it = lanes.find(activity_id);
+    if (it == lanes.end()) it = lanes.try_emplace(activity_id).first;
+    Lane& lane = it->second;
+    if (!lane.touched) {
+      lane.touched = true;
+      touched.emplace_back(&it->first, &lane);
+    }
+    return lane;
+  }
 
   void mark_hole(Lane& lane, std::int64_t seq, Acks& acks) {
     if (lane.next && seq < *lane.next) return;  // a duplicate of a recorded seq: no gap
@@ -788,7 +853,7 @@ struct SqliteSink::Impl {
     }
     for (auto it = lane.waiting.lower_bound(*lane.hole); it != lane.waiting.end();) {
       refuse(it->second, acks);
-      it = lane.waiting.erase(it);
+      recycle(lane.waiting.extract(it++));
     }
   }
 
@@ -797,15 +862,27 @@ struct SqliteSink::Impl {
     if ((lane.hole && seq >= *lane.hole) || (lane.next && seq < *lane.next)) {
       return refuse(item, acks);
     }
-    auto [it, inserted] = lane.waiting.try_emplace(seq, std::move(item));
-    if (!inserted) refuse(item, acks);  // the same seq twice: the first one stands
+    if (spare_nodes.empty()) {
+      auto [it, inserted] = lane.waiting.try_emplace(seq, std::move(item));
+      if (!inserted) refuse(item, acks);  // the same seq twice: the first one stands
+      return;
+    }
+    Waiting::node_type node = std::move(spare_nodes.back());
+    spare_nodes.pop_back();
+    node.key() = seq;
+    node.mapped() = std::move(item);
+    auto placed = lane.waiting.insert(std::move(node));
+    if (!placed.inserted) {
+      refuse(placed.node.mapped(), acks);  // the same seq twice: the first one stands
+      recycle(std::move(placed.node));
+    }
   }
 
   void drop_stale(Lane& lane, Acks& acks) {
     if (!lane.next) return;
     for (auto it = lane.waiting.begin(); it != lane.waiting.end() && it->first < *lane.next;) {
       refuse(it->second, acks);
-      it = lane.waiting.erase(it);
+      recycle(lane.waiting.extract(it++));
     }
   }
 
@@ -926,75 +1003,73 @@ struct SqliteSink::Impl {
     return true;
   }
 
-  void round(std::vector<Entry>& intake, std::unordered_map<std::string, std::int64_t>& refused) {
-    Acks acks;
-    std::set<std::string> touched;
-    for (Entry& entry : intake) {
+  void round(std::vector<Entry>& entries, std::unordered_map<std::string, std::int64_t>& refused) {
+    Acks& acks = round_acks;
+    std::vector<Item>& batch = round_rows;
+    for (Entry& entry : entries) {
       if (auto* set = std::get_if<SetNextSeq>(&entry)) {
-        Lane& lane = lanes[set->activity_id];
+        Lane& lane = touch(set->activity_id);
         lane.next = set->next_seq;
         if (lane.hole) {
           lane.hole.reset();
           --lanes_with_hole;
         }
         drop_stale(lane, acks);
-        touched.insert(set->activity_id);
         continue;
       }
       Item& item = std::get<Item>(entry);
-      std::string id = item.record.activity_id;
-      accept(lanes[id], std::move(item), acks);
-      touched.insert(std::move(id));
+      Lane& lane = touch(item.record.activity_id);  // before the item is moved into accept
+      accept(lane, std::move(item), acks);
     }
-    for (const auto& [id, seq] : refused) {
-      mark_hole(lanes[id], seq, acks);
-      touched.insert(id);
-    }
+    entries.clear();
+    for (const auto& [id, seq] : refused) mark_hole(touch(id), seq, acks);
 
-    for (const std::string& id : touched) {
-      Lane& lane = lanes[id];
-      if (lane.next || (lane.waiting.empty() && !lane.hole)) continue;
+    for (auto& [id, lane] : touched) {
+      if (lane->next || (lane->waiting.empty() && !lane->hole)) continue;
       std::string error;
       bool loaded = false;
       for (int attempt = 0; attempt < std::max(1, options.commit_attempts) && !loaded; ++attempt) {
         if (attempt > 0) backoff(attempt - 1);
-        loaded = load_next(id, lane, error);
+        loaded = load_next(*id, *lane, error);
       }
       if (!loaded) {
         note_error(error);
         failed_batches.fetch_add(1, std::memory_order_relaxed);
-        if (!lane.waiting.empty()) mark_hole(lane, lane.waiting.begin()->first, acks);
+        if (!lane->waiting.empty()) mark_hole(*lane, lane->waiting.begin()->first, acks);
         continue;
       }
-      if (lane.hole && *lane.hole < *lane.next) {
+      if (lane->hole && *lane->hole < *lane->next) {
         // The refused seq was already in the file: a duplicate, not a gap.
-        lane.hole.reset();
+        lane->hole.reset();
         --lanes_with_hole;
       }
-      drop_stale(lane, acks);
+      drop_stale(*lane, acks);
     }
 
-    std::vector<Item> batch;
-    for (const std::string& id : touched) {
-      Lane& lane = lanes[id];
-      if (!lane.next) continue;
-      std::int64_t expected = *lane.next;
-      while (!lane.waiting.empty() && lane.waiting.begin()->first == expected &&
-             (!lane.hole || expected < *lane.hole)) {
-        batch.push_back(std::move(lane.waiting.begin()->second));
-        lane.waiting.erase(lane.waiting.begin());
+    for (auto& [id, lane] : touched) {
+      lane->touched = false;
+      if (!lane->next) continue;
+      std::int64_t expected = *lane->next;
+      while (!lane->waiting.empty() && lane->waiting.begin()->first == expected &&
+             (!lane->hole || expected < *lane->hole)) {
+        Waiting::node_type node = lane->waiting.extract(lane->waiting.begin());
+        batch.push_back(std::move(node.mapped()));
+        recycle(std::move(node));
         ++expected;
       }
     }
+    touched.clear();
 
     if (!batch.empty()) commit(batch, acks);
+    batch.clear();
     // Unhealthy while any activity has a hole: its later draws cannot be recorded.
     is_healthy.store(lanes_with_hole == 0, std::memory_order_relaxed);
     fire(acks);
   }
 
   void commit(std::vector<Item>& batch, Acks& acks) {
-    std::vector<char> rejected(batch.size(), 0);
+    std::vector<char>& rejected = round_rejected;
+    rejected.resize(batch.size());
     std::string error;
     bool done = false;
     for (int attempt = 0; attempt < std::max(1, options.commit_attempts) && !done; ++attempt) {
