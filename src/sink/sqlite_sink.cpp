@@ -37,6 +37,7 @@
 
 #include "fairdraw/fnv1a.hpp"
 #include "fairdraw/sink/migrations.hpp"
+#include "fairdraw/sink/sqlite_memory.hpp"
 #include "fairdraw/thread_name.hpp"
 
 namespace fairdraw {
@@ -1212,6 +1213,9 @@ SqliteSink::~SqliteSink() { flush_and_stop(); }
 
 Result<std::unique_ptr<SqliteSink>> SqliteSink::open(SqliteSinkOptions options) {
   try {
+    // Before this process's first SQLite call if SqliteSink is its first user
+    // (otherwise SQLite keeps its own allocator): see sqlite_memory.hpp.
+    install_sqlite_memory_slots();
     if (options.path.empty()) return make_error(ErrorKind::invalid_request, "SQLite path is empty");
     options.batch_max = std::max<std::size_t>(options.batch_max, 1);
     options.max_queue = std::max<std::size_t>(options.max_queue, 1);
