@@ -50,7 +50,8 @@ int churn(int rows) {
 TEST(SqliteMemory, ServesSqliteFromRecycledSlots) {
   ASSERT_TRUE(kInstalled);
   EXPECT_TRUE(install_sqlite_memory_slots());  // a second call changes nothing
-  churn(100);  // fills the free lists
+  // The first statements fill the free lists.
+  churn(100);
   const SqliteMemoryStats before = sqlite_memory_stats();
   EXPECT_EQ(churn(2000), 2000);
   const SqliteMemoryStats after = sqlite_memory_stats();
