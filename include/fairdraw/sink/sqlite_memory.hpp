@@ -6,10 +6,14 @@
 
 namespace fairdraw {
 
-// Installs the slot allocator as SQLite's allocator (SQLITE_CONFIG_MALLOC).
-// SQLite accepts that only before its first use in the process: called again,
-// or after SQLite was used, it changes nothing. Returns whether the slots are
-// SQLite's allocator now. Thread-safe; SqliteSink::open calls it first thing.
+// Installs the slot allocator as SQLite's allocator (SQLITE_CONFIG_MALLOC) and
+// turns SQLite's memory statistics off (SQLITE_CONFIG_MEMSTATUS). SQLite
+// accepts that only before its first use in the process: called again, or
+// after SQLite was used, it changes nothing. Returns whether the slots are
+// SQLite's allocator now. Only the first call does anything (std::call_once),
+// and like sqlite3_config it must not overlap another thread's SQLite calls:
+// SqliteSink::open calls it first thing, at start-up, before any thread of
+// the sink exists.
 bool install_sqlite_memory_slots();
 
 struct SqliteMemoryStats {
