@@ -20,24 +20,24 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <limits>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <thread>
 #include <unordered_map>
 #include <variant>
 
 #include "fairdraw/fnv1a.hpp"
 #include "fairdraw/sink/migrations.hpp"
+#include "fairdraw/sink/sqlite_memory.hpp"
 #include "fairdraw/thread_name.hpp"
 
 namespace fairdraw {
@@ -223,9 +223,42 @@ Status run_rows(Connection& conn, sqlite3_stmt* stmt, std::string_view what, OnR
   "draw_id, activity_id, seq, epoch, slot, user_id, idempotency_key, candidate_id, prize_id, " \
   "prize_name, won, drawn_at_ms"
 
-constexpr std::string_view kInsertDraw =
-    "INSERT INTO draws (" FD_DRAW_COLUMNS
-    ", key_hash, user_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+// A batch goes into the table as multi-row INSERTs of these sizes, largest
+// first (a batch of 29 rows: 16 + 8 + 4 + 1). Each statement opens its six
+// B-tree cursors and sizes its record buffers once for all its rows; a
+// row-at-a-time INSERT did that, and malloc'ed each (Debian's libsqlite3 is
+// built without lookaside), for every row, besides its own start and reset.
+// OR FAIL, not the default ABORT: a multi-row INSERT that may abort inside a
+// transaction gets a statement journal, a copy of every page it changes
+// (so it can undo its earlier rows), which made it slower than one row at a
+// time. With FAIL a constraint error keeps the statement's earlier rows and
+// stops at the failing one, and sqlite3_changes() says how many went in.
+constexpr std::array<std::size_t, 7> kChunkRows{64, 32, 16, 8, 4, 2, 1};
+constexpr int kDrawParams = 14;  // bound values per row, see bind_draw
+
+std::string make_insert_sql(std::size_t rows) {
+  std::string sql = "INSERT OR FAIL INTO draws (" FD_DRAW_COLUMNS ", key_hash, user_hash) VALUES ";
+  for (std::size_t row = 0; row < rows; ++row) {
+    sql += row == 0 ? "(" : ", (";
+    for (int column = 1; column <= kDrawParams; ++column) {
+      if (column > 1) sql += ", ";
+      sql += "?" + std::to_string(row * kDrawParams + static_cast<std::size_t>(column));
+    }
+    sql += ")";
+  }
+  return sql;
+}
+
+// The SQL of kChunkRows[index] rows; static, so the statement cache can key on it.
+std::string_view insert_sql(std::size_t index) {
+  static const std::array<std::string, kChunkRows.size()> texts = [] {
+    std::array<std::string, kChunkRows.size()> made;
+    for (std::size_t i = 0; i < kChunkRows.size(); ++i) made[i] = make_insert_sql(kChunkRows[i]);
+    return made;
+  }();
+  return texts[index];
+}
+
 constexpr std::string_view kMaxSeq = "SELECT MAX(seq) FROM draws WHERE activity_id = ?1";
 constexpr std::string_view kFindDraw = "SELECT " FD_DRAW_COLUMNS " FROM draws WHERE draw_id = ?1";
 // The lookups by key and by user name their hash index: without statistics the
@@ -249,6 +282,8 @@ constexpr std::string_view kUserDrawsAfter =
     " WHERE user_hash = ?7 AND user_id = ?1 AND (?2 IS NULL OR activity_id = ?2)"
     " AND (drawn_at_ms, seq, draw_id) < (?4, ?5, ?6)"
     " ORDER BY drawn_at_ms DESC, seq DESC, draw_id DESC LIMIT ?3";
+// draws_since and user_counts_since read all of the activity's rows (no time
+// index since migration 003); nothing on a request's path or in recovery calls them.
 constexpr std::string_view kDrawsSince =
     "SELECT * FROM (SELECT " FD_DRAW_COLUMNS
     " FROM draws WHERE activity_id = ?1 AND drawn_at_ms >= ?2"
@@ -270,7 +305,8 @@ constexpr std::string_view kTotalsBySeq =
     "SELECT " FD_TOTALS_COLUMNS " FROM draws WHERE activity_id = ?1 AND seq BETWEEN ?2 AND ?3";
 #undef FD_TOTALS_COLUMNS
 // Live idempotency keys: the activity's last seqs (through (activity_id, seq)),
-// and the newest of the live draws before them (draws_by_time covers it).
+// and the newest of the live draws before them (the same index over the older
+// seqs: ~0.1 s per 10^6 rows, since migration 003 dropped the time index).
 constexpr std::string_view kLiveDraws =
     "SELECT " FD_DRAW_COLUMNS
     " FROM draws WHERE activity_id = ?1 AND seq >= ?2 AND drawn_at_ms >= ?3 ORDER BY seq";
@@ -402,25 +438,28 @@ Status count_totals(Connection& c, sqlite3_stmt* stmt, std::int64_t since_ms,
   return ran;
 }
 
-int bind_draw(sqlite3_stmt* s, const DrawRecord& r) {
+// Binds one row of an insert_sql() statement: row `row` takes parameters
+// row * kDrawParams + 1 .. + kDrawParams.
+int bind_draw(sqlite3_stmt* s, const DrawRecord& r, std::size_t row) {
+  const int base = static_cast<int>(row) * kDrawParams;
   int rc = SQLITE_OK;
   auto keep = [&rc](int next) {
     if (rc == SQLITE_OK) rc = next;
   };
-  keep(bind_text(s, 1, r.draw_id));
-  keep(bind_text(s, 2, r.activity_id));
-  keep(sqlite3_bind_int64(s, 3, r.seq));
-  keep(sqlite3_bind_int64(s, 4, r.epoch));
-  keep(sqlite3_bind_int64(s, 5, r.slot));
-  keep(bind_text(s, 6, r.user_id));
-  keep(bind_text(s, 7, r.idempotency_key));
-  keep(bind_optional(s, 8, r.candidate_id));
-  keep(bind_optional(s, 9, r.prize_id));
-  keep(bind_optional(s, 10, r.prize_name));
-  keep(sqlite3_bind_int(s, 11, r.won ? 1 : 0));
-  keep(sqlite3_bind_int64(s, 12, r.drawn_at_ms));
-  keep(sqlite3_bind_int64(s, 13, hash64(r.idempotency_key)));
-  keep(sqlite3_bind_int64(s, 14, hash64(r.user_id)));
+  keep(bind_text(s, base + 1, r.draw_id));
+  keep(bind_text(s, base + 2, r.activity_id));
+  keep(sqlite3_bind_int64(s, base + 3, r.seq));
+  keep(sqlite3_bind_int64(s, base + 4, r.epoch));
+  keep(sqlite3_bind_int64(s, base + 5, r.slot));
+  keep(bind_text(s, base + 6, r.user_id));
+  keep(bind_text(s, base + 7, r.idempotency_key));
+  keep(bind_optional(s, base + 8, r.candidate_id));
+  keep(bind_optional(s, base + 9, r.prize_id));
+  keep(bind_optional(s, base + 10, r.prize_name));
+  keep(sqlite3_bind_int(s, base + 11, r.won ? 1 : 0));
+  keep(sqlite3_bind_int64(s, base + 12, r.drawn_at_ms));
+  keep(sqlite3_bind_int64(s, base + 13, hash64(r.idempotency_key)));
+  keep(sqlite3_bind_int64(s, base + 14, hash64(r.user_id)));
   return rc;
 }
 
@@ -437,14 +476,25 @@ struct SqliteSink::Impl {
   };
   using Entry = std::variant<Item, SetNextSeq>;
 
+  using Waiting = std::map<std::int64_t, Item>;
+
   // The writer's view of one activity. Writer thread only.
   struct Lane {
     std::optional<std::int64_t> next;  // first seq not in the file; unknown until loaded
     std::optional<std::int64_t> hole;  // first seq that will never be in the file
-    std::map<std::int64_t, Item> waiting;
+    Waiting waiting;
+    bool touched = false;  // in this round's `touched`
   };
 
   using Acks = std::vector<std::pair<Ack, bool>>;
+
+  // Map nodes of rows that left a lane's `waiting`, kept to hold the next rows
+  // (a row passes through `waiting` even when it is next in line): up to this
+  // many, beyond which they are freed.
+  static constexpr std::size_t kSpareNodes = 4096;
+  // Past this many entries, a drained queue gives its memory back (after a
+  // burst) instead of keeping it for the next one.
+  static constexpr std::size_t kQueueKeep = 8192;
 
   explicit Impl(SqliteSinkOptions o) : options(std::move(o)) {}
   ~Impl() {
@@ -458,6 +508,8 @@ struct SqliteSink::Impl {
   // The writer connection: batches (writer thread) and save_* (any thread).
   std::mutex write_mutex;
   std::unique_ptr<Connection> writer;
+  // The writer's insert_sql(i) statements (owned by its statement cache).
+  std::array<sqlite3_stmt*, kChunkRows.size()> insert_chunk{};
 
   // Copies the WAL back into the file beside the writer (its hook is on the
   // writer connection: it goes before the writer does, see ~Impl).
@@ -468,13 +520,26 @@ struct SqliteSink::Impl {
 
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
-  std::deque<Entry> queue;
+  // Appended entries; [queue_head, end) not yet taken by the writer. A vector
+  // reused from round to round, not a deque (a block per entry, as an entry
+  // is larger than libstdc++'s 512-byte deque block).
+  std::vector<Entry> queue;
+  std::size_t queue_head = 0;
   std::unordered_map<std::string, std::int64_t> refused_seqs;  // activity -> lowest refused seq
   SteadyClock::time_point first_queued_at{};
   bool stopping = false;
 
   std::unordered_map<std::string, Lane> lanes;
   std::size_t lanes_with_hole = 0;
+
+  // The writer loop's working sets, kept from round to round so a round
+  // allocates nothing once they have grown (writer thread only).
+  std::vector<Entry> intake;
+  std::vector<std::pair<const std::string*, Lane*>> touched;
+  std::vector<Waiting::node_type> spare_nodes;
+  std::vector<Item> round_rows;
+  std::vector<char> round_rejected;
+  Acks round_acks;
 
   std::atomic<std::size_t> pending{0};
   std::atomic<std::uint64_t> committed_rows{0};
@@ -623,8 +688,10 @@ struct SqliteSink::Impl {
       return make_error(migrated.error().kind,
                         "migrating '" + options.path + "': " + migrated.error().detail);
     }
-    if (auto prepared = writer->statement(kInsertDraw); !prepared.ok()) {
-      return make_error(prepared.error().kind, prepared.error().detail + where);
+    for (std::size_t i = 0; i < kChunkRows.size(); ++i) {
+      auto prepared = writer->statement(insert_sql(i));
+      if (!prepared.ok()) return make_error(prepared.error().kind, prepared.error().detail + where);
+      insert_chunk[i] = prepared.value();
     }
     // From here on the WAL goes back into the file beside the writer, not in
     // the COMMIT that crosses wal_autocheckpoint (which only served migrations).
@@ -646,7 +713,7 @@ struct SqliteSink::Impl {
     try {
       std::lock_guard lock(queue_mutex);
       if (!stopping && pending.load(std::memory_order_relaxed) < options.max_queue) {
-        if (queue.empty()) first_queued_at = SteadyClock::now();
+        if (queued_entries() == 0) first_queued_at = SteadyClock::now();
         queue.emplace_back(std::move(item));
         pending.fetch_add(1, std::memory_order_relaxed);
         queued = true;
@@ -673,6 +740,9 @@ struct SqliteSink::Impl {
     queue_cv.notify_one();
   }
 
+  // Entries appended and not yet taken by the writer (queue_mutex held).
+  std::size_t queued_entries() const { return queue.size() - queue_head; }
+
   void stop() {
     std::lock_guard stop_lock(stop_mutex);
     if (stopped) return;
@@ -693,26 +763,22 @@ struct SqliteSink::Impl {
 
   void run() {
     for (;;) {
-      std::vector<Entry> intake;
       std::unordered_map<std::string, std::int64_t> refused;
       {
         std::unique_lock lock(queue_mutex);
-        const bool was_idle = queue.empty() && refused_seqs.empty();
-        queue_cv.wait(lock, [&] { return stopping || !queue.empty() || !refused_seqs.empty(); });
-        if (queue.empty() && refused_seqs.empty()) break;  // stopping, and drained
+        const bool was_idle = queued_entries() == 0 && refused_seqs.empty();
+        queue_cv.wait(lock,
+                      [&] { return stopping || queued_entries() > 0 || !refused_seqs.empty(); });
+        if (queued_entries() == 0 && refused_seqs.empty()) break;  // stopping, and drained
         // Rows that piled up during the previous commit go at once; only a
         // writer that was idle waits for its batch to fill.
         if (was_idle && options.max_batch_delay.count() > 0 && !stopping &&
-            queue.size() < options.batch_max) {
-          queue_cv.wait_until(lock, first_queued_at + options.max_batch_delay,
-                              [&] { return stopping || queue.size() >= options.batch_max; });
+            queued_entries() < options.batch_max) {
+          queue_cv.wait_until(lock, first_queued_at + options.max_batch_delay, [&] {
+            return stopping || queued_entries() >= options.batch_max;
+          });
         }
-        const std::size_t n = std::min(queue.size(), options.batch_max);
-        intake.reserve(n);
-        for (std::size_t i = 0; i < n; ++i) {
-          intake.push_back(std::move(queue.front()));
-          queue.pop_front();
-        }
+        take_queued();
         refused.swap(refused_seqs);
       }
       try {
@@ -721,6 +787,7 @@ struct SqliteSink::Impl {
         // Out of memory mid-round: the rows of this round may go unacknowledged.
         is_healthy.store(false, std::memory_order_relaxed);
         note_error(std::string("writer: ") + e.what());
+        reset_round();
       }
       // After the round's acks fired: a pass here delays the next batch, not this one.
       std::lock_guard lock(write_mutex);
@@ -735,7 +802,50 @@ struct SqliteSink::Impl {
     fire(acks);
   }
 
+  // Moves up to batch_max queued entries into `intake` (queue_mutex held).
+  void take_queued() {
+    intake.clear();
+    const std::size_t n = std::min(queued_entries(), options.batch_max);
+    for (std::size_t i = 0; i < n; ++i) intake.push_back(std::move(queue[queue_head + i]));
+    queue_head += n;
+    if (queue_head == queue.size()) {
+      queue.clear();
+      queue_head = 0;
+      if (queue.capacity() > kQueueKeep) std::vector<Entry>().swap(queue);
+    } else if (queue_head >= queue.size() / 2) {
+      // The writer is behind: drop the taken half so the vector does not grow forever.
+      queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(queue_head));
+      queue_head = 0;
+    }
+  }
+
+  // After a round that threw: nothing of it is kept but the lanes themselves.
+  void reset_round() {
+    for (auto& [id, lane] : touched) lane->touched = false;
+    touched.clear();
+    intake.clear();
+    round_rows.clear();
+    round_acks.clear();
+  }
+
   void refuse(Item& item, Acks& acks) { acks.emplace_back(std::move(item.ack), false); }
+
+  // A node out of a lane's `waiting`, its row already moved or refused.
+  void recycle(Waiting::node_type node) {
+    if (spare_nodes.size() < kSpareNodes) spare_nodes.push_back(std::move(node));
+  }
+
+  // The lane's `touched` entry for this round, the lane made if it is new.
+  Lane& touch(const std::string& activity_id) {
+    auto it = lanes.find(activity_id);
+    if (it == lanes.end()) it = lanes.try_emplace(activity_id).first;
+    Lane& lane = it->second;
+    if (!lane.touched) {
+      lane.touched = true;
+      touched.emplace_back(&it->first, &lane);
+    }
+    return lane;
+  }
 
   void mark_hole(Lane& lane, std::int64_t seq, Acks& acks) {
     if (lane.next && seq < *lane.next) return;  // a duplicate of a recorded seq: no gap
@@ -747,7 +857,7 @@ struct SqliteSink::Impl {
     }
     for (auto it = lane.waiting.lower_bound(*lane.hole); it != lane.waiting.end();) {
       refuse(it->second, acks);
-      it = lane.waiting.erase(it);
+      recycle(lane.waiting.extract(it++));
     }
   }
 
@@ -756,15 +866,27 @@ struct SqliteSink::Impl {
     if ((lane.hole && seq >= *lane.hole) || (lane.next && seq < *lane.next)) {
       return refuse(item, acks);
     }
-    auto [it, inserted] = lane.waiting.try_emplace(seq, std::move(item));
-    if (!inserted) refuse(item, acks);  // the same seq twice: the first one stands
+    if (spare_nodes.empty()) {
+      auto [it, inserted] = lane.waiting.try_emplace(seq, std::move(item));
+      if (!inserted) refuse(item, acks);  // the same seq twice: the first one stands
+      return;
+    }
+    Waiting::node_type node = std::move(spare_nodes.back());
+    spare_nodes.pop_back();
+    node.key() = seq;
+    node.mapped() = std::move(item);
+    auto placed = lane.waiting.insert(std::move(node));
+    if (!placed.inserted) {
+      refuse(placed.node.mapped(), acks);  // the same seq twice: the first one stands
+      recycle(std::move(placed.node));
+    }
   }
 
   void drop_stale(Lane& lane, Acks& acks) {
     if (!lane.next) return;
     for (auto it = lane.waiting.begin(); it != lane.waiting.end() && it->first < *lane.next;) {
       refuse(it->second, acks);
-      it = lane.waiting.erase(it);
+      recycle(lane.waiting.extract(it++));
     }
   }
 
@@ -810,6 +932,13 @@ struct SqliteSink::Impl {
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
 
+  // Rows go in by chunks (see kChunkRows); the rows of one activity are next to
+  // each other in the batch. When a chunk hits a constraint, its first
+  // sqlite3_changes() rows are in and the rest are not; those go in one at a
+  // time, so the refused row is always one that fails by itself, as when every
+  // row was its own INSERT (and a trigger's RAISE(ABORT), which undoes the
+  // whole chunk and leaves sqlite3_changes() at 0, still refuses only the row
+  // that raised it).
   bool commit_attempt(std::vector<Item>& batch, std::vector<char>& rejected, std::string& error) {
     std::lock_guard lock(write_mutex);
     std::fill(rejected.begin(), rejected.end(), 0);
@@ -819,38 +948,56 @@ struct SqliteSink::Impl {
       writer->rollback_if_open();
       return false;
     }
-    auto stmt = writer->statement(kInsertDraw);
-    if (!stmt.ok()) {
-      error = stmt.error().detail;
-      writer->rollback_if_open();
-      return false;
-    }
     std::string_view refused_activity;
     bool refusing = false;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const DrawRecord& r = batch[i].record;
-      if (refusing && r.activity_id == refused_activity) {
+    std::size_t alone_until = 0;  // rows before this go in one at a time (a failed chunk's rest)
+    std::size_t i = 0;
+    while (i < batch.size()) {
+      if (refusing && batch[i].record.activity_id == refused_activity) {
         rejected[i] = 1;
+        ++i;
         continue;
       }
       refusing = false;
-      int rc = bind_draw(*stmt, r);
-      if (rc == SQLITE_OK) rc = sqlite3_step(*stmt);
+      std::size_t chunk = kChunkRows.size() - 1;  // one row
+      if (i >= alone_until) {
+        chunk = 0;
+        while (kChunkRows[chunk] > batch.size() - i) ++chunk;
+      }
+      const std::size_t rows = kChunkRows[chunk];
+      sqlite3_stmt* stmt = insert_chunk[chunk];
+      int rc = SQLITE_OK;
+      for (std::size_t k = 0; k < rows && rc == SQLITE_OK; ++k) {
+        rc = bind_draw(stmt, batch[i + k].record, k);
+      }
+      if (rc == SQLITE_OK) rc = sqlite3_step(stmt);
+      const int kept = rc == SQLITE_DONE ? static_cast<int>(rows) : sqlite3_changes(db);
       const std::string message = rc == SQLITE_DONE ? std::string() : message_of(db);
-      sqlite3_reset(*stmt);
-      sqlite3_clear_bindings(*stmt);
-      if (rc == SQLITE_DONE) continue;
-      if (sqlite3_get_autocommit(db) != 0 || primary_code(rc) != SQLITE_CONSTRAINT) {
-        error = "inserting draw seq " + std::to_string(r.seq) + " of '" + r.activity_id +
+      sqlite3_reset(stmt);
+      sqlite3_clear_bindings(stmt);
+      if (rc == SQLITE_DONE) {
+        i += rows;
+        continue;
+      }
+      const DrawRecord& r = batch[i].record;
+      if (sqlite3_get_autocommit(db) != 0 || primary_code(rc) != SQLITE_CONSTRAINT || kept < 0 ||
+          static_cast<std::size_t>(kept) >= rows) {
+        error = "inserting draws from seq " + std::to_string(r.seq) + " of '" + r.activity_id +
                 "': " + message;
         writer->rollback_if_open();
         return false;
+      }
+      if (rows > 1) {
+        alone_until = i + rows;
+        i += static_cast<std::size_t>(kept);
+        continue;
       }
       rejected[i] = 1;
       refusing = true;
       refused_activity = r.activity_id;
       note_error("refused draw seq " + std::to_string(r.seq) + " of '" + r.activity_id +
                  "': " + message);
+      ++i;
     }
     if (step_cached("COMMIT") != SQLITE_OK) {
       error = "committing a batch: " + message_of(db);
@@ -860,75 +1007,73 @@ struct SqliteSink::Impl {
     return true;
   }
 
-  void round(std::vector<Entry>& intake, std::unordered_map<std::string, std::int64_t>& refused) {
-    Acks acks;
-    std::set<std::string> touched;
-    for (Entry& entry : intake) {
+  void round(std::vector<Entry>& entries, std::unordered_map<std::string, std::int64_t>& refused) {
+    Acks& acks = round_acks;
+    std::vector<Item>& batch = round_rows;
+    for (Entry& entry : entries) {
       if (auto* set = std::get_if<SetNextSeq>(&entry)) {
-        Lane& lane = lanes[set->activity_id];
+        Lane& lane = touch(set->activity_id);
         lane.next = set->next_seq;
         if (lane.hole) {
           lane.hole.reset();
           --lanes_with_hole;
         }
         drop_stale(lane, acks);
-        touched.insert(set->activity_id);
         continue;
       }
       Item& item = std::get<Item>(entry);
-      std::string id = item.record.activity_id;
-      accept(lanes[id], std::move(item), acks);
-      touched.insert(std::move(id));
+      Lane& lane = touch(item.record.activity_id);  // before the item is moved into accept
+      accept(lane, std::move(item), acks);
     }
-    for (const auto& [id, seq] : refused) {
-      mark_hole(lanes[id], seq, acks);
-      touched.insert(id);
-    }
+    entries.clear();
+    for (const auto& [id, seq] : refused) mark_hole(touch(id), seq, acks);
 
-    for (const std::string& id : touched) {
-      Lane& lane = lanes[id];
-      if (lane.next || (lane.waiting.empty() && !lane.hole)) continue;
+    for (auto& [id, lane] : touched) {
+      if (lane->next || (lane->waiting.empty() && !lane->hole)) continue;
       std::string error;
       bool loaded = false;
       for (int attempt = 0; attempt < std::max(1, options.commit_attempts) && !loaded; ++attempt) {
         if (attempt > 0) backoff(attempt - 1);
-        loaded = load_next(id, lane, error);
+        loaded = load_next(*id, *lane, error);
       }
       if (!loaded) {
         note_error(error);
         failed_batches.fetch_add(1, std::memory_order_relaxed);
-        if (!lane.waiting.empty()) mark_hole(lane, lane.waiting.begin()->first, acks);
+        if (!lane->waiting.empty()) mark_hole(*lane, lane->waiting.begin()->first, acks);
         continue;
       }
-      if (lane.hole && *lane.hole < *lane.next) {
+      if (lane->hole && *lane->hole < *lane->next) {
         // The refused seq was already in the file: a duplicate, not a gap.
-        lane.hole.reset();
+        lane->hole.reset();
         --lanes_with_hole;
       }
-      drop_stale(lane, acks);
+      drop_stale(*lane, acks);
     }
 
-    std::vector<Item> batch;
-    for (const std::string& id : touched) {
-      Lane& lane = lanes[id];
-      if (!lane.next) continue;
-      std::int64_t expected = *lane.next;
-      while (!lane.waiting.empty() && lane.waiting.begin()->first == expected &&
-             (!lane.hole || expected < *lane.hole)) {
-        batch.push_back(std::move(lane.waiting.begin()->second));
-        lane.waiting.erase(lane.waiting.begin());
+    for (auto& [id, lane] : touched) {
+      lane->touched = false;
+      if (!lane->next) continue;
+      std::int64_t expected = *lane->next;
+      while (!lane->waiting.empty() && lane->waiting.begin()->first == expected &&
+             (!lane->hole || expected < *lane->hole)) {
+        Waiting::node_type node = lane->waiting.extract(lane->waiting.begin());
+        batch.push_back(std::move(node.mapped()));
+        recycle(std::move(node));
         ++expected;
       }
     }
+    touched.clear();
 
     if (!batch.empty()) commit(batch, acks);
+    batch.clear();
     // Unhealthy while any activity has a hole: its later draws cannot be recorded.
     is_healthy.store(lanes_with_hole == 0, std::memory_order_relaxed);
     fire(acks);
   }
 
   void commit(std::vector<Item>& batch, Acks& acks) {
-    std::vector<char> rejected(batch.size(), 0);
+    std::vector<char>& rejected = round_rejected;
+    rejected.resize(batch.size());
     std::string error;
     bool done = false;
     for (int attempt = 0; attempt < std::max(1, options.commit_attempts) && !done; ++attempt) {
@@ -1071,6 +1216,9 @@ SqliteSink::~SqliteSink() { flush_and_stop(); }
 
 Result<std::unique_ptr<SqliteSink>> SqliteSink::open(SqliteSinkOptions options) {
   try {
+    // Before this process's first SQLite call if SqliteSink is its first user
+    // (otherwise SQLite keeps its own allocator): see sqlite_memory.hpp.
+    install_sqlite_memory_slots();
     if (options.path.empty()) return make_error(ErrorKind::invalid_request, "SQLite path is empty");
     options.batch_max = std::max<std::size_t>(options.batch_max, 1);
     options.max_queue = std::max<std::size_t>(options.max_queue, 1);

@@ -861,6 +861,47 @@ TEST(SqliteSink, UpgradesAVersionOneFileWithItsRows) {
   EXPECT_EQ(acks.refused(), 1);
 }
 
+// Migration 003 drops draws_by_time from a file made by an older build; the
+// reads it served still answer the same.
+TEST(SqliteSink, UpgradesAVersionTwoFileByDroppingTheTimeIndex) {
+  TempDir dir;
+  const std::string path = dir.file("fd.db");
+  const std::string index_count =
+      "SELECT COUNT(*) FROM pragma_index_list('draws') WHERE name = 'draws_by_time'";
+  {
+    auto sink = open_sink(path);
+    ASSERT_TRUE(sink);
+    EXPECT_EQ(query_int(path, index_count), 0);  // a new file never has it
+    Acks acks;
+    for (std::int64_t s = 0; s < 50; ++s) {
+      sink->append(make_draw("a", s, "u" + std::to_string(s % 4), 1000 + s * 10), acks.ack());
+    }
+    ASSERT_TRUE(acks.wait_total(50));
+  }
+  // As a build that knew only migrations 1 and 2 left the file.
+  ASSERT_TRUE(exec_raw(path,
+                       "CREATE INDEX draws_by_time ON draws (activity_id, drawn_at_ms, seq);"
+                       " DELETE FROM schema_migrations WHERE version >= 3"));
+  ASSERT_EQ(query_int(path, index_count), 1);
+  auto sink = open_sink(path);
+  ASSERT_TRUE(sink);
+  EXPECT_EQ(query_int(path, index_count), 0);
+  EXPECT_EQ(query_int(path, "SELECT MAX(version) FROM schema_migrations"),
+            sqlite_migrations().back().version);
+  EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM draws"), 50);
+  auto since = sink->draws_since("a", 1000 + 40 * 10, 5);
+  ASSERT_TRUE(since.ok());
+  ASSERT_EQ(since.value().size(), 5u);
+  EXPECT_EQ(since.value().front().seq, 45);
+  EXPECT_EQ(since.value().back().seq, 49);
+  std::int64_t live = 0;
+  auto loaded = sink->load_live_draws("a", 1000 + 20 * 10, 10, [&](const DrawRecord&) { ++live; });
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(live, 10);
+  EXPECT_EQ(loaded.value().newest_left_out_ms, 1000 + 39 * 10);  // seq 39, the last not delivered
+  append_and_wait(*sink, "a", 50, 60);  // and the writer goes on
+}
+
 TEST(SqliteSink, HashCollisionsNeverReturnAnotherRow) {
   TempDir dir;
   const std::string path = dir.file("fd.db");
@@ -1141,6 +1182,68 @@ TEST(SqliteSink, MaxBatchDelayGathersRows) {
   ASSERT_TRUE(acks.wait_total(100));
   EXPECT_EQ(acks.durable(), 100);
   EXPECT_LE(sink->stats().committed_batches, 3u);
+}
+
+// One batch of 90 rows goes in as multi-row INSERTs (64 + 16 + 8 + 2 rows): a
+// constraint error inside a chunk keeps the rows before it, refuses that row
+// and the rest of its activity, and the other activities' rows still commit.
+TEST(SqliteSink, ConstraintViolationInsideAMultiRowInsert) {
+  TempDir dir;
+  const std::string path = dir.file("fd.db");
+  SqliteSinkOptions options;
+  options.max_batch_delay = 500ms;  // the 90 rows below make one batch
+  auto sink = open_sink(path, options);
+  ASSERT_TRUE(sink);
+  append_and_wait(*sink, "x", 0, 1);
+  const std::uint64_t batches_before = sink->stats().committed_batches;
+  Acks acks;
+  for (const char* activity : {"a", "b", "c"}) {
+    for (std::int64_t s = 0; s < 30; ++s) {
+      DrawRecord r = make_draw(activity, s);
+      if (r.activity_id == "b" && s == 10) r.draw_id = make_draw("x", 0).draw_id;  // in the file
+      if (r.activity_id == "c" && s == 7) r.draw_id = make_draw("a", 3).draw_id;  // same chunk
+      sink->append(std::move(r), acks.ack());
+    }
+  }
+  ASSERT_TRUE(acks.wait_total(90));
+  EXPECT_EQ(sink->stats().committed_batches, batches_before + 1);
+  EXPECT_EQ(acks.durable(), 30 + 10 + 7);
+  EXPECT_EQ(acks.refused(), 20 + 23);
+  sink->flush_and_stop();
+  EXPECT_EQ(query_int(path, "SELECT MAX(seq) FROM draws WHERE activity_id = 'a'"), 29);
+  EXPECT_EQ(query_int(path, "SELECT MAX(seq) FROM draws WHERE activity_id = 'b'"), 9);
+  EXPECT_EQ(query_int(path, "SELECT MAX(seq) FROM draws WHERE activity_id = 'c'"), 6);
+  EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM draws"), 1 + 30 + 10 + 7);
+  EXPECT_FALSE(sink->healthy());
+  EXPECT_EQ(sink->stats().failed_batches, 0u);
+  EXPECT_NE(sink->last_error().find("seq 7 of 'c'"), std::string::npos) << sink->last_error();
+}
+
+// A trigger's RAISE(ABORT) undoes its whole statement (every row of the chunk,
+// sqlite3_changes() 0): still only the row that raised it and the rest of its
+// activity are refused.
+TEST(SqliteSink, AbortingTriggerInsideAMultiRowInsertRefusesOnlyItsRow) {
+  TempDir dir;
+  const std::string path = dir.file("fd.db");
+  SqliteSinkOptions options;
+  options.max_batch_delay = 500ms;
+  auto sink = open_sink(path, options);
+  ASSERT_TRUE(sink);
+  ASSERT_TRUE(exec_raw(path,
+                       "CREATE TRIGGER picky BEFORE INSERT ON draws WHEN NEW.user_id = 'bad'"
+                       " BEGIN SELECT RAISE(ABORT, 'bad row'); END"));
+  Acks acks;
+  for (std::int64_t s = 0; s < 10; ++s) {
+    sink->append(make_draw("a", s, s == 5 ? "bad" : "u1"), acks.ack());
+  }
+  for (std::int64_t s = 0; s < 10; ++s) sink->append(make_draw("c", s), acks.ack());
+  ASSERT_TRUE(acks.wait_total(20));
+  EXPECT_EQ(acks.durable(), 5 + 10);
+  EXPECT_EQ(acks.refused(), 5);
+  sink->flush_and_stop();
+  EXPECT_EQ(query_int(path, "SELECT MAX(seq) FROM draws WHERE activity_id = 'a'"), 4);
+  EXPECT_EQ(query_int(path, "SELECT COUNT(*) FROM draws WHERE activity_id = 'c'"), 10);
+  EXPECT_NE(sink->last_error().find("bad row"), std::string::npos) << sink->last_error();
 }
 
 // ---------------------------------------------------------------------------
