@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/startup.sh: time from start to the first /readyz 200 with many recorded draws.
 #   bench/startup.sh BUILD_DIR [DRAWS] [RUNS]
-# Makes a SQLite file once per DRAWS (kept in /tmp/fairdraw-startup-DRAWS-m002/fd.db): starts the
+# Makes a SQLite file once per DRAWS (kept in /tmp/fairdraw-startup-DRAWS-m003/fd.db): starts the
 # server once so it creates the schema, the activity and its epochs, stops it, then inserts DRAWS
 # rows with python3's sqlite3 module (contiguous seqs, random 16-hex-digit user ids and random
 # keys, all drawn in the last DRAWS ms, one in ten a win), the shape a load of unique users leaves. Then
@@ -15,7 +15,7 @@ build=${1:?build dir}
 draws=${2:-1000000}
 runs=${3:-3}
 port=${FAIRDRAW_STARTUP_PORT:-18091}
-base=/tmp/fairdraw-startup-$draws-m002  # rows in the schema of migration 002
+base=/tmp/fairdraw-startup-$draws-m003  # rows in the schema of migration 003 (made by the build under test)
 work=$(mktemp -d /tmp/fairdraw-startup-run-XXXXXX)
 pid=
 cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; [ -n "$pid" ] && wait "$pid" 2>/dev/null; rm -rf "$work"; }
