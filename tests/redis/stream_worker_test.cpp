@@ -221,6 +221,16 @@ class StreamWorkerTest : public ::testing::Test {
   }
   PgSink& open_sink() { return open_sink(sink_options()); }
 
+  // A RedisStore's options on the test's Redis, activity configs in JSON as the service stores them.
+  RedisStoreOptions store_options() const {
+    RedisStoreOptions o;
+    o.redis = redis_options();
+    o.prepare_ahead_draws = 1;
+    o.encode_config = [](const ActivityConfig& a) { return app::activity_config_json(a).dump(); };
+    o.decode_config = [](const std::string& s) { return app::parse_activity(nlohmann::json::parse(s)); };
+    return o;
+  }
+
   StreamWorkerOptions worker_options(const std::string& consumer) {
     StreamWorkerOptions o;
     o.redis = redis_options();
@@ -368,12 +378,7 @@ TEST_F(StreamWorkerTest, PersistsEveryEntryOnceAndAcksIt) {
 TEST_F(StreamWorkerTest, RecordsAreExactlyWhatRedisStoreDrew) {
   ManualClock clock{1'790'000'000'000};
   FixedEntropy entropy{11};
-  RedisStoreOptions store_options;
-  store_options.redis = redis_options();
-  store_options.prepare_ahead_draws = 1;
-  store_options.encode_config = [](const ActivityConfig& a) { return app::activity_config_json(a).dump(); };
-  store_options.decode_config = [](const std::string& s) { return app::parse_activity(nlohmann::json::parse(s)); };
-  RedisStore store(io_->io(), std::move(store_options), clock, entropy);
+  RedisStore store(io_->io(), store_options(), clock, entropy);
   ActivityConfig config;
   config.name = "round trip";
   config.miss_weight = 5;
@@ -425,12 +430,7 @@ TEST_F(StreamWorkerTest, RecordsAreExactlyWhatRedisStoreDrew) {
 TEST_F(StreamWorkerTest, UnpersistedIndexOfEarlierVersionsIsReadAndCleaned) {
   ManualClock clock{1'790'000'000'000};
   FixedEntropy entropy{12};
-  RedisStoreOptions store_options;
-  store_options.redis = redis_options();
-  store_options.prepare_ahead_draws = 1;
-  store_options.encode_config = [](const ActivityConfig& a) { return app::activity_config_json(a).dump(); };
-  store_options.decode_config = [](const std::string& s) { return app::parse_activity(nlohmann::json::parse(s)); };
-  RedisStore store(io_->io(), std::move(store_options), clock, entropy);
+  RedisStore store(io_->io(), store_options(), clock, entropy);
   ActivityConfig config;
   config.name = "index";
   config.miss_weight = 1;
