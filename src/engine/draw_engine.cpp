@@ -300,8 +300,13 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
       break;
   }
   IdemEntry* const entry = claim.entry;  // ours until complete() or release()
-  auto refuse = [&](Error error) {
-    idempotency_.release(entry);
+  // owner_known false: whose key this is could not be read (see release_unowned).
+  auto refuse = [&](Error error, bool owner_known = true) {
+    if (owner_known) {
+      idempotency_.release(entry);
+    } else {
+      idempotency_.release_unowned(entry);
+    }
     if (token_taken) tokens_->give_back(command.idempotency_key, now + options_.token_ttl_ms);
     done(std::move(error));
   };
@@ -314,12 +319,7 @@ void DrawEngine::draw(DrawCommand command, DrawCallback done) {
   // back yet): this key may have been one of them, so the durable record decides.
   if (restoring || idempotency_.maybe_evicted(now)) {
     auto found = sink_.find_by_idempotency_key(command.activity_id, command.idempotency_key);
-    if (!found.ok()) {
-      // Whose key this is stays unknown: not this request's (see release_unowned).
-      idempotency_.release_unowned(entry);
-      if (token_taken) tokens_->give_back(command.idempotency_key, now + options_.token_ttl_ms);
-      return done(found.error());
-    }
+    if (!found.ok()) return refuse(found.error(), /*owner_known=*/false);
     if (found.value()) {
       const DrawRecord& earlier = *found.value();
       const std::uint64_t owner = draw_fingerprint(earlier.activity_id, earlier.user_id);

@@ -272,8 +272,8 @@ struct Core {
   // stays on the context the acceptor gave it (round robin). With one context
   // shared by all threads, Asio's scheduler handed ready sockets from the
   // thread in epoll_wait to the others through a mutex and a futex wake-up
-  // each time; at 15,000 draws/s the io threads spent 18.3 us of CPU per draw
-  // with two threads against 13 us with one. ios[0] also runs the control
+  // each time (3.3 futex calls per draw at 15,000 draws/s, 0.3-0.5 with a
+  // context per thread; docs/PERFORMANCE.md). ios[0] also runs the control
   // strand and the server-wide timers.
   std::vector<std::unique_ptr<IoContext>> ios;
   std::atomic<unsigned> next_io{0};
@@ -309,8 +309,9 @@ struct CrossThreadOpsTag {};
 using CrossThreadOps = BlockPool<CrossThreadOpsTag, 256, 1024>;
 
 // Memory for a connection's wait for readability, one per request. Asio's
-// per-thread cache was most often held by the other operations of the moment
-// (timers, strand hops), so about nine waits in ten were a malloc.
+// per-thread cache is often held by the other operations of the moment
+// (timers, strand hops): with the server saturated the waits cost 0.6 of the
+// 20.2 allocations per draw (docs/PERFORMANCE.md).
 struct ReadWaitOpsTag {};
 using ReadWaitOps = BlockPool<ReadWaitOpsTag, 256, 1024>;
 
